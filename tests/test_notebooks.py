@@ -50,5 +50,5 @@ def test_notebook_was_executed_in_full(pair):
 def test_first_cell_installs_the_package_when_missing(pair):
   source, _ = pair
   first_code = next(c for c in source.cells if c.cell_type == "code").source
-  assert 'find_spec(module) is None' in first_code and '"adadelta-optax"' in first_code
+  assert "find_spec(module) is None" in first_code and '"adadelta-optax"' in first_code
   assert "pip" in first_code
