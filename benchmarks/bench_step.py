@@ -177,14 +177,20 @@ class KerasRunner(Runner):
 
 
 def median_times(runners: dict[str, Runner], budget_s: float, min_reps: int) -> dict[str, float]:
-  """Interleaved medians (ms): every round runs each runner once, so drift hits all alike."""
+  """Interleaved medians (ms): every round runs each runner once, so drift hits all alike.
+
+  The order rotates by one runner per round: whichever runs right after another framework's step
+  (its threads still spinning, its buffers in the cache) is a different one every round.
+  """
   for runner in runners.values():
     runner.step()  # warm-up
   times: dict[str, list[float]] = {name: [] for name in runners}
   start = time.perf_counter()
   rounds = 0
   while rounds < min_reps or (time.perf_counter() - start < budget_s and rounds < 50):
-    for name, runner in runners.items():
+    names = list(runners)
+    for name in names[rounds % len(names) :] + names[: rounds % len(names)]:
+      runner = runners[name]
       t0 = time.perf_counter()
       runner.step()
       times[name].append(time.perf_counter() - t0)
