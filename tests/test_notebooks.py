@@ -17,7 +17,7 @@ SOURCES = sorted(NOTEBOOKS.glob("*.py"))
 
 
 def test_there_are_notebooks():
-  assert {s.stem for s in SOURCES} >= {"quickstart", "flax_nnx_mnist"}
+  assert {s.stem for s in SOURCES} >= {"quickstart", "flax_nnx_mnist", "migration"}
 
 
 @pytest.fixture(params=SOURCES, ids=lambda p: p.stem)
