@@ -1,36 +1,46 @@
 r"""Every leaf's squared L2 norm, with exactly one all-reduce whatever the leaves' shardings.
 
 Plain JAX, ``[jnp.sum(jnp.square(x)) for x in leaves]``, is correct on sharded leaves, but XLA's
-SPMD partitioner reduces each leaf's partial sums over the mesh axes that shard that leaf, and
+SPMD partitioner reduces each leaf's partial sums over the mesh axes that shard that leaf and
 combines only all-reduces with the same replica groups: leaves sharded over different axes (a mixed
 FSDP x tensor-parallel layout: ``("fsdp", "tp")``, ``"tp"``, ``"fsdp"``) cost one all-reduce per
-distinct replica group.
+distinct replica group (2 there).
 
-:func:`squared_norms` is one primitive instead. When the jitted computation around it is
-partitioned over several devices, it lowers to a :func:`jax.experimental.custom_partitioning` op,
-whose partition rule runs inside XLA's partitioner and so sees every leaf's final sharding: the one
-stated with ``in_shardings``, ``device_put`` or an explicit mesh, and equally the one sharding
-propagation chose for a leaf computed inside the step (``Auto`` mesh axes). On device :math:`d`,
-with :math:`S_{i,d}` the elements of leaf :math:`i` it holds,
+:func:`squared_norms` sums instead, on device :math:`d`, with :math:`S_{i,d}` the elements of leaf
+:math:`i` that it holds,
 
 .. math::
 
   p_{i,d} = [d = \min\{d' : S_{i,d'} = S_{i,d}\}] \sum_{j \in S_{i,d}} |x_{i,j}|^2, \qquad
   n_i = \sum_d p_{i,d},
 
-so a shard held by several devices (a leaf replicated over some mesh axes) counts once, on the
-first of them; the padding of an uneven shard (a dimension not divisible by its number of shards)
-is masked out. The sum over :math:`d` is one ``psum`` over all devices of the vector
+so that a shard held by several devices (a leaf replicated over some mesh axes) counts once, on the
+first of them, and the padding of an uneven shard (a dimension not divisible by its number of
+shards) not at all. The sum over :math:`d` is one ``psum`` over all devices of the vector
 :math:`(p_{1,d}, \dots, p_{n,d})`: one all-reduce of one number per leaf, and no other collective.
-A leaf whose sharding is neither tiled nor replicated (e.g. on one device of several) is gathered
-first (correct, at the cost of that collective).
+It needs each leaf's sharding, known in two ways:
 
-Everywhere else the primitive is the plain computation, operation for operation (hence the same
-numbers): on one device, inside ``shard_map`` (the leaves are then local shards, as before),
-under :func:`jax.export` (a custom-partitioning op cannot be serialized: an exported sharded step
-keeps XLA's one all-reduce per replica group), under ``vmap`` and for derivatives. The summation
-order over devices differs from one device's, so a sharded norm may differ from the one-device
-norm in the last bits.
+- **Explicit mesh axes** (``jax.set_mesh`` of a mesh whose axes are all ``AxisType.Explicit``):
+  the sharding is part of each leaf's type at trace time, and the sums are a ``jax.shard_map``
+  over that mesh. Plain JAX throughout: it lowers, exports (also with an ``AbstractMesh``) and
+  transforms (``vmap``, ``grad``) like any code, always with the one all-reduce.
+- **Otherwise** (``Auto`` axes, the default: shardings stated with ``in_shardings`` or
+  ``device_put``, or chosen by sharding propagation for a leaf computed inside the step), a
+  process with more than one device binds one primitive. Lowered for a computation partitioned
+  over several devices, it becomes a :func:`jax.experimental.custom_partitioning` op whose
+  partition rule runs inside XLA's partitioner and sees every leaf's final sharding. A leaf
+  sharded in some other way (maximal, partially manual) is gathered first: correct, at the cost
+  of that collective. Elsewhere the primitive is the plain computation, operation for operation:
+  on one device, inside ``shard_map`` (the leaves are local shards, as before), under ``vmap``
+  and for derivatives (where XLA again reduces once per replica group), and under
+  :func:`jax.export` (a custom-partitioning op cannot be serialized, so an exported step compiled
+  later has one all-reduce per replica group: export on an explicit mesh to keep one). Like
+  ``custom_partitioning`` it needs the devices when lowering, so a multi-device process cannot
+  lower it for an ``AbstractMesh`` of ``Auto`` axes.
+
+A process with one device computes the plain sums (unless the leaves are typed with an explicit
+mesh of several devices, e.g. an ``AbstractMesh`` to export for). The summation order over devices
+differs from one device's, so a sharded norm may differ from the one-device norm in the last bits.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ import numpy as np
 from jax._src import dispatch
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.interpreters import ad, batching, mlir
-from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec, Sharding
 
 # The one mesh axis of the partitioned computation: every device of the step, in partition order.
 _AXIS = "adadelta_optax_devices"
@@ -73,14 +83,14 @@ def _device_assignment(arg_shapes: Sequence[Any], mesh: Mesh) -> tuple[Any, ...]
   return tuple(mesh.devices.flat)
 
 
-def _shard_layout(sharding: Sharding, shape: tuple[int, ...], n: int) -> Any:
-  """``(first, valid)`` of a leaf over ``n`` partitions, or None for an unsupported sharding.
+def _shard_layout(hlo: Any, shape: tuple[int, ...], n: int) -> tuple[np.ndarray, np.ndarray] | None:
+  """``(first, valid)`` of a leaf with XLA sharding ``hlo`` over ``n`` partitions, or None.
 
-  ``first[p]``: partition ``p`` is the first holding its shard. ``valid[p, k]``: how many of its
-  shard's entries along dimension ``k`` are real data (fewer than the shard size where the
-  dimension does not divide evenly; the rest is padding).
+  ``first[p]``: partition ``p`` is the first (lowest id) holding its shard. ``valid[p, k]``: how
+  many of its shard's entries along dimension ``k`` are data, fewer than the shard size where the
+  dimension does not divide evenly (the rest is padding). None for a sharding that is neither
+  replicated nor tiled (maximal, manual, unreduced).
   """
-  hlo = sharding._to_xla_hlo_sharding(len(shape))
   ndim = len(shape)
   valid = np.tile(np.asarray(shape, np.int64), (n, 1))
   first = np.zeros(n, bool)
@@ -95,15 +105,15 @@ def _shard_layout(sharding: Sharding, shape: tuple[int, ...], n: int) -> Any:
   partitions = np.asarray(hlo.tile_assignment_devices()).reshape(tiles)
   if partitions.size != n or len(tiles) < ndim:
     return None
-  owner: dict[tuple[int, ...], int] = {}
-  for coordinate in np.ndindex(*tiles):
-    partition = int(partitions[coordinate])
-    block = coordinate[:ndim]  # the trailing tile dimensions replicate
-    for k in range(ndim):
-      size = -(-shape[k] // tiles[k])
-      valid[partition, k] = max(0, min(size, shape[k] - block[k] * size))
-    owner[block] = min(owner.get(block, partition), partition)
-  first[list(owner.values())] = True
+  parts = partitions.ravel()
+  blocks = np.indices(tiles).reshape(len(tiles), -1).T[:, :ndim]  # trailing tile dims replicate
+  size = -(-np.asarray(shape, np.int64) // np.asarray(tiles[:ndim], np.int64))
+  valid[parts] = np.clip(np.asarray(shape, np.int64) - blocks * size, 0, size)
+  keys = np.ravel_multi_index(tuple(blocks.T), tiles[:ndim]) if ndim else np.zeros_like(parts)
+  by_key = np.lexsort((parts, keys))  # each block's partitions, lowest id first
+  lowest = np.ones(len(parts), bool)
+  lowest[1:] = keys[by_key][1:] != keys[by_key][:-1]
+  first[parts[by_key][lowest]] = True
   return first, valid
 
 
@@ -114,9 +124,10 @@ def _partition(mesh: Mesh, arg_shapes: Sequence[Any], result_shape: Any) -> tupl
   replicated = NamedSharding(flat_mesh, PartitionSpec())
   layouts, shardings = [], []
   for arg in arg_shapes:
-    layout = _shard_layout(arg.sharding, tuple(arg.shape), len(devices))
+    shape = tuple(arg.shape)
+    layout = _shard_layout(arg.sharding._to_xla_hlo_sharding(len(shape)), shape, len(devices))
     if layout is None:  # gathered onto every device: the first copy counts
-      layout = _shard_layout(replicated, tuple(arg.shape), len(devices))
+      layout = _shard_layout(replicated._to_xla_hlo_sharding(len(shape)), shape, len(devices))
       shardings.append(replicated)
     else:
       shardings.append(arg.sharding)
@@ -131,7 +142,10 @@ def _partition(mesh: Mesh, arg_shapes: Sequence[Any], result_shape: Any) -> tupl
         if np.any(valid[:, k] != shard.shape[k]):  # uneven: mask the padding
           index = jax.lax.broadcasted_iota(jnp.int32, shard.shape, k)
           square = jnp.where(index < jnp.asarray(valid[:, k], jnp.int32)[me], square, 0)
-      partial.append(jnp.where(jnp.asarray(first)[me], jnp.sum(square), 0))
+      value = jnp.sum(square)
+      if not first.all():  # copies on several devices: only the first counts
+        value = jnp.where(jnp.asarray(first)[me], value, 0)
+      partial.append(value)
     return jax.lax.psum(jnp.stack(partial), _AXIS)
 
   return flat_mesh, per_device, replicated, tuple(shardings)
@@ -208,6 +222,59 @@ def _batch(args: Sequence[Any], dims: Sequence[Any]) -> tuple[jax.Array, int]:
 batching.primitive_batchers[squared_norms_p] = _batch
 
 
+def _explicit_layout(leaves: Sequence[jax.Array]) -> tuple[Any, list[PartitionSpec]] | None:
+  """``(mesh, specs)`` when every leaf's type carries its sharding, else None.
+
+  That is when all leaves live on one mesh of several devices whose axes are all ``Explicit``
+  (``jax.set_mesh`` of a mesh made with ``axis_types=(AxisType.Explicit, ...)``), every
+  dimension divides evenly into its shards, and no leaf is unreduced.
+  """
+  meshes, specs = set(), []
+  for leaf in leaves:
+    sharding = getattr(jax.typeof(leaf), "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or mesh.empty or mesh.size == 1:
+      return None
+    if any(kind != AxisType.Explicit for kind in mesh.axis_types):
+      return None
+    spec = sharding.spec
+    if getattr(spec, "unreduced", None) or getattr(spec, "reduced", None):
+      return None
+    for size, axes in zip(leaf.shape, spec, strict=False):
+      shards = int(np.prod([mesh.shape[axis] for axis in _axes(axes)]))
+      if size % shards:
+        return None
+    meshes.add(mesh)
+    specs.append(spec)
+  return (meshes.pop(), specs) if len(meshes) == 1 else None
+
+
+def _axes(entry: Any) -> tuple[str, ...]:
+  """The mesh axes of one entry of a PartitionSpec."""
+  if entry is None:
+    return ()
+  return tuple(entry) if isinstance(entry, tuple) else (entry,)
+
+
+def _shard_mapped(leaves: Sequence[jax.Array], mesh: Any, specs: list[PartitionSpec]) -> jax.Array:
+  """The same sums as :func:`_partition`'s, by ``shard_map`` over the leaves' own mesh."""
+
+  def per_device(*shards: jax.Array) -> jax.Array:
+    partial = []
+    for shard, spec in zip(shards, specs, strict=True):
+      sharded = {axis for entry in spec for axis in _axes(entry)}
+      value = jnp.sum(_abs_square(shard))
+      for axis in mesh.axis_names:
+        if axis not in sharded:  # replicated over it: the copy at index 0 counts
+          value = jnp.where(jax.lax.axis_index(axis) == 0, value, 0)
+      partial.append(value)
+    return jax.lax.psum(jnp.stack(partial), tuple(mesh.axis_names))
+
+  return jax.shard_map(per_device, mesh=mesh, in_specs=tuple(specs), out_specs=PartitionSpec())(
+    *leaves
+  )
+
+
 def squared_norms(leaves: Sequence[jax.Array]) -> list[jax.Array]:
   """Each leaf's squared L2 norm :math:`\\sum_j |x_j|^2`, in the leaves' (common) real dtype.
 
@@ -224,6 +291,10 @@ def squared_norms(leaves: Sequence[jax.Array]) -> list[jax.Array]:
   dtypes = {jnp.real(jnp.zeros((), leaf.dtype)).dtype for leaf in leaves}
   if len(dtypes) != 1:
     raise ValueError(f"leaves must share one real dtype, got {sorted(map(str, dtypes))}.")
+  explicit = _explicit_layout(leaves)
+  if explicit is not None:
+    norms = _shard_mapped(leaves, *explicit)
+    return [norms[i] for i in range(len(leaves))]
   if jax.device_count() == 1:
     # Nothing to partition; keeps abstract-mesh lowering (which the device-requiring
     # primitive refuses) open to one-device processes.
