@@ -22,13 +22,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adadelta_optax._global_norm import squared_norms
+from adadelta_optax._global_norm import abs_square, squared_norms
 
 
 def _squared_norm(leaf: jax.Array) -> jax.Array:
-  if jnp.iscomplexobj(leaf):
-    return jnp.sum(jnp.square(jnp.real(leaf)) + jnp.square(jnp.imag(leaf)))
-  return jnp.sum(jnp.square(leaf))
+  return jnp.sum(abs_square(leaf))
 
 
 def _real_dtype(leaf: jax.Array) -> jnp.dtype:

@@ -61,7 +61,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec, Sharding
 _AXIS = "adadelta_optax_devices"
 
 
-def _abs_square(leaf: jax.Array) -> jax.Array:
+def abs_square(leaf: jax.Array) -> jax.Array:
   """:math:`|x|^2` elementwise: :math:`\\mathrm{re}^2 + \\mathrm{im}^2` for a complex leaf."""
   if jnp.iscomplexobj(leaf):
     return jnp.square(jnp.real(leaf)) + jnp.square(jnp.imag(leaf))
@@ -69,7 +69,7 @@ def _abs_square(leaf: jax.Array) -> jax.Array:
 
 
 def _plain(*leaves: jax.Array) -> jax.Array:
-  return jnp.stack([jnp.sum(_abs_square(leaf)) for leaf in leaves])
+  return jnp.stack([jnp.sum(abs_square(leaf)) for leaf in leaves])
 
 
 def _device_assignment(arg_shapes: Sequence[Any], mesh: Mesh) -> tuple[Any, ...]:
@@ -137,7 +137,7 @@ def _partition(mesh: Mesh, arg_shapes: Sequence[Any], result_shape: Any) -> tupl
     me = jax.lax.axis_index(_AXIS)
     partial = []
     for shard, (first, valid) in zip(shards, layouts, strict=True):
-      square = _abs_square(shard)
+      square = abs_square(shard)
       for k in range(shard.ndim):
         if np.any(valid[:, k] != shard.shape[k]):  # uneven: mask the padding
           index = jax.lax.broadcasted_iota(jnp.int32, shard.shape, k)
@@ -263,7 +263,7 @@ def _shard_mapped(leaves: Sequence[jax.Array], mesh: Any, specs: list[PartitionS
     partial = []
     for shard, spec in zip(shards, specs, strict=True):
       sharded = {axis for entry in spec for axis in _axes(entry)}
-      value = jnp.sum(_abs_square(shard))
+      value = jnp.sum(abs_square(shard))
       for axis in mesh.axis_names:
         if axis not in sharded:  # replicated over it: the copy at index 0 counts
           value = jnp.where(jax.lax.axis_index(axis) == 0, value, 0)
@@ -298,6 +298,6 @@ def squared_norms(leaves: Sequence[jax.Array]) -> list[jax.Array]:
   if jax.device_count() == 1:
     # Nothing to partition; keeps abstract-mesh lowering (which the device-requiring
     # primitive refuses) open to one-device processes.
-    return [jnp.sum(_abs_square(leaf)) for leaf in leaves]
+    return [jnp.sum(abs_square(leaf)) for leaf in leaves]
   norms = squared_norms_p.bind(*leaves)
   return [norms[i] for i in range(len(leaves))]

@@ -58,7 +58,12 @@ def _old_global_norm_scale(grads, c):
   """global_norm_scale as it was before the squared norms became one primitive."""
   leaves = jax.tree.leaves(grads)
   dtype = jnp.result_type(*[_clipping._real_dtype(leaf) for leaf in leaves])
-  squared = [_clipping._squared_norm(_clipping._as_real_dtype(leaf, dtype)) for leaf in leaves]
+  squared = []
+  for leaf in (_clipping._as_real_dtype(leaf, dtype) for leaf in leaves):
+    if jnp.iscomplexobj(leaf):
+      squared.append(jnp.sum(jnp.square(jnp.real(leaf)) + jnp.square(jnp.imag(leaf))))
+    else:
+      squared.append(jnp.sum(jnp.square(leaf)))
   norm = jnp.sqrt(sum(squared, jnp.zeros((), dtype)))
   c = jnp.asarray(c, dtype)
   return c * jnp.minimum(1.0 / norm, 1.0 / c) + (norm - norm)
