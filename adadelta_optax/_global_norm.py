@@ -55,10 +55,14 @@ import numpy as np
 from jax._src import dispatch
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.interpreters import ad, batching, mlir
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec, Sharding
+from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
 
 # The one mesh axis of the partitioned computation: every device of the step, in partition order.
 _AXIS = "adadelta_optax_devices"
+# Explicit mesh axes and the typed shardings they give need a recent JAX (tested: 0.10); without
+# them every leaf takes the custom-partitioning path.
+_AXIS_TYPE = getattr(jax.sharding, "AxisType", None)
+_HAS_EXPLICIT_AXES = _AXIS_TYPE is not None and hasattr(jax, "typeof") and hasattr(jax, "shard_map")
 
 
 def abs_square(leaf: jax.Array) -> jax.Array:
@@ -97,7 +101,8 @@ def _shard_layout(hlo: Any, shape: tuple[int, ...], n: int) -> tuple[np.ndarray,
   if hlo.is_replicated():
     first[0] = True
     return first, valid
-  if not hlo.is_tiled() or hlo.is_manual() or hlo.is_unreduced():
+  unreduced = hasattr(hlo, "is_unreduced") and hlo.is_unreduced()  # partial sums: gather
+  if not hlo.is_tiled() or hlo.is_manual() or unreduced:
     return None
   if any(kind != type(kind).REPLICATED for kind in hlo.subgroup_types()):
     return None
@@ -170,13 +175,18 @@ def _sharding_rule(mesh: Mesh, operand_types: Sequence[Any], result_types: Seque
 
 
 _partitioned = custom_partitioning(_plain)
-_partitioned.def_partition(
-  partition=_partition,
-  infer_sharding_from_operands=_infer_sharding,
-  propagate_user_sharding=None,
-  decode_shardings=False,
-  sharding_rule=_sharding_rule,
-)
+try:
+  _partitioned.def_partition(
+    partition=_partition,
+    infer_sharding_from_operands=_infer_sharding,
+    propagate_user_sharding=None,
+    decode_shardings=False,
+    sharding_rule=_sharding_rule,
+  )
+except TypeError:  # a JAX from before Shardy: GSPMD's callbacks only
+  _partitioned.def_partition(
+    partition=_partition, infer_sharding_from_operands=_infer_sharding, decode_shardings=False
+  )
 
 squared_norms_p = jax.extend.core.Primitive("adadelta_optax_squared_norms")
 
@@ -229,13 +239,15 @@ def _explicit_layout(leaves: Sequence[jax.Array]) -> tuple[Any, list[PartitionSp
   (``jax.set_mesh`` of a mesh made with ``axis_types=(AxisType.Explicit, ...)``), every
   dimension divides evenly into its shards, and no leaf is unreduced.
   """
+  if not _HAS_EXPLICIT_AXES:
+    return None
   meshes, specs = set(), []
   for leaf in leaves:
     sharding = getattr(jax.typeof(leaf), "sharding", None)
     mesh = getattr(sharding, "mesh", None)
     if mesh is None or mesh.empty or mesh.size == 1:
       return None
-    if any(kind != AxisType.Explicit for kind in mesh.axis_types):
+    if any(kind != _AXIS_TYPE.Explicit for kind in mesh.axis_types):
       return None
     spec = sharding.spec
     if getattr(spec, "unreduced", None) or getattr(spec, "reduced", None):
