@@ -22,11 +22,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from adadelta_optax._global_norm import abs_square, squared_norms
+
 
 def _squared_norm(leaf: jax.Array) -> jax.Array:
-  if jnp.iscomplexobj(leaf):
-    return jnp.sum(jnp.square(jnp.real(leaf)) + jnp.square(jnp.imag(leaf)))
-  return jnp.sum(jnp.square(leaf))
+  return jnp.sum(abs_square(leaf))
 
 
 def _real_dtype(leaf: jax.Array) -> jnp.dtype:
@@ -67,13 +67,14 @@ def global_norm_scale(grads: optax.Updates, global_clipnorm: Any) -> jax.Array:
   """``tf.clip_by_global_norm``'s scale ``c * min(1 / norm, 1 / c)``, NaN for a non-finite norm.
 
   Computed in the widest real dtype among the leaves (TF requires them all equal), each leaf's
-  squared norm too.
+  squared norm too. Sharded leaves cost one all-reduce in all
+  (:func:`adadelta_optax._global_norm.squared_norms`).
   """
   leaves = jax.tree.leaves(grads)
   dtype = jnp.result_type(*[_real_dtype(leaf) for leaf in leaves]) if leaves else jnp.float32
-  # Every leaf is reduced in the one common dtype, so that on sharded leaves XLA combines all
-  # the partial sums into a single all-reduce (it combines only reductions of one dtype).
-  squared = [_squared_norm(_as_real_dtype(leaf, dtype)) for leaf in leaves]
+  # One primitive for all the leaves' squared norms, in the one common dtype: on sharded leaves
+  # it is exactly one all-reduce, whatever mesh axes each leaf is sharded over.
+  squared = squared_norms([_as_real_dtype(leaf, dtype) for leaf in leaves])
   norm = jnp.sqrt(sum(squared, jnp.zeros((), dtype)))
   c = jnp.asarray(global_clipnorm, dtype)
   scale = c * jnp.minimum(1.0 / norm, 1.0 / c)

@@ -5,6 +5,7 @@ Checks (asserting inside, reporting numbers): every state leaf carries its param
 compiled steps; sharded results against the same steps on one device.
 """
 
+import contextlib
 import json
 import re
 import sys
@@ -12,7 +13,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import adadelta_optax
@@ -23,6 +24,22 @@ COLLECTIVES = ("all-reduce", "all-gather", "collective-permute", "all-to-all", "
 def collectives(compiled):
   text = compiled.as_text()
   return {name: len(re.findall(rf"= [^=]*\b{name}(?:-start)?\(", text)) for name in COLLECTIVES}
+
+
+def compare(got, want):
+  """(bitwise equal, max relative difference per dtype) of two pytrees."""
+  diffs = {}
+  bitwise = True
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    a, b = np.asarray(a), np.asarray(b)
+    bitwise &= a.tobytes() == b.tobytes()
+    dtype = str(a.dtype)
+    wide = np.complex128 if a.dtype.kind == "c" else np.float64
+    a, b = a.astype(wide), b.astype(wide)
+    scale = max(float(np.max(np.abs(b))) if b.size else 0.0, 1e-300)
+    d = float(np.max(np.abs(a - b))) / scale if b.size else 0.0
+    diffs[dtype] = max(diffs.get(dtype, 0.0), d)
+  return bool(bitwise), diffs
 
 
 def main():
@@ -56,6 +73,7 @@ def main():
     for _ in range(3)
   ]
   report = {}
+  one_device = {}  # the one-device steps' results, by key
   configs = {
     "default": dict(learning_rate=0.5, rho=0.9, epsilon=1e-6),
     "global_clipnorm": dict(learning_rate=0.5, global_clipnorm=1.0),
@@ -110,19 +128,9 @@ def main():
       one = jax.jit(tx.apply_gradients)
       for g in grads:
         p1, s1 = one(jax.device_put(g, device), s1, p1)
-      diffs = {}
-      bitwise = True
-      for a, b in zip(jax.tree.leaves((p, state)), jax.tree.leaves((p1, s1)), strict=True):
-        a, b = np.asarray(a), np.asarray(b)
-        bitwise &= a.tobytes() == b.tobytes()
-        scale = max(float(np.max(np.abs(b.astype(np.float64)))) if b.size else 0.0, 1e-300)
-        d = (
-          float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) / scale
-          if b.size
-          else 0.0
-        )
-        diffs[str(a.dtype)] = max(diffs.get(str(a.dtype), 0.0), d)
-      report[key] = {"collectives": counts, "bitwise_equal": bool(bitwise), "max_rel_diff": diffs}
+      one_device[key] = (p1, s1)
+      bitwise, diffs = compare((p, state), (p1, s1))
+      report[key] = {"collectives": counts, "bitwise_equal": bitwise, "max_rel_diff": diffs}
   # Pure FSDP (every leaf sharded over the same mesh axis), mixed dtypes: the global norm is one
   # all-reduce. (With leaves sharded over different mesh axes XLA needs one per replica group.)
   fsdp = Mesh(np.array(jax.devices()), ("fsdp",))
@@ -143,7 +151,199 @@ def main():
     },
     "dtypes": sorted({str(v.dtype) for v in uniform.values()}),
   }
+  report.update(explicit_mesh(host, specs, grads, configs["global_clipnorm"], one_device))
+  report.update(norm_layouts(mesh, rng))
+  report.update(exports(mesh, host, specs, grads[0], configs["global_clipnorm"]))
+  report.update(transforms(mesh, host, specs, grads[0], configs["global_clipnorm"]))
   json.dump(report, sys.stdout)
+
+
+def explicit_mesh(host, specs, grads, kwargs, one_device):
+  """The mixed layout on a mesh of Explicit axes (jax.set_mesh): shardings in the leaves' types."""
+  report = {}
+  mesh = jax.make_mesh((4, 2), ("fsdp", "tp"), axis_types=(AxisType.Explicit,) * 2)
+  shardings = {k: NamedSharding(mesh, specs[k]) for k in host}
+  with jax.set_mesh(mesh):
+    for implementation in ("auto", "xla"):
+      tx = adadelta_optax.adadelta(**kwargs, implementation=implementation)
+      params = jax.device_put(host, shardings)
+      state = tx.init(params)
+      grads_sh = [jax.device_put(g, shardings) for g in grads]
+      step_update, step_apply = jax.jit(tx.update), jax.jit(tx.apply_gradients)
+      counts = {
+        "update": collectives(step_update.lower(grads_sh[0], state, params).compile()),
+        "apply_gradients": collectives(step_apply.lower(grads_sh[0], state, params).compile()),
+      }
+      p = params
+      for g in grads_sh:
+        p, state = step_apply(g, state, p)
+      for k in host:
+        assert p[k].sharding.is_equivalent_to(shardings[k], np.ndim(host[k])), (k, p[k].sharding)
+      bitwise, diffs = compare((p, state), one_device[f"global_clipnorm/{implementation}"])
+      report[f"explicit/{implementation}"] = {
+        "collectives": counts,
+        "bitwise_equal": bitwise,
+        "max_rel_diff": diffs,
+      }
+  return report
+
+
+def norm_layouts(mesh, rng):
+  """The squared norms alone on harder layouts, against NumPy in float64.
+
+  A dimension sharded over both mesh axes (in either order), a complex and an empty leaf, and two
+  uneven leaves made inside the step from replicated inputs (a slice each, no collective): 7 rows
+  over 4 devices, and 7 entries over 8 devices (one shard all padding).
+  """
+  from adadelta_optax._global_norm import squared_norms
+
+  specs = {
+    "both": P(("fsdp", "tp")),
+    "both_reversed": P(("tp", "fsdp")),
+    "complex": P("tp", "fsdp"),
+    "empty": P(None, "tp"),
+    "kernel": P("fsdp", "tp"),
+    "bias": P("tp"),
+    "rows7": P("fsdp", "tp"),
+    "seven": P(("tp", "fsdp")),
+  }
+  host = {
+    "both": rng.normal(size=(16, 3)),
+    "both_reversed": rng.normal(size=(8,)),
+    "complex": rng.normal(size=(4, 4)) + 1j * rng.normal(size=(4, 4)),
+    "empty": np.zeros((0, 2)),
+    "kernel": rng.normal(size=(16, 8)),
+    "bias": rng.normal(size=(8,)),
+    "rows7": rng.normal(size=(7, 6)),
+    "seven": rng.normal(size=(7,)),
+  }
+  uneven = ("rows7", "seven")
+  leaves = {
+    k: jax.device_put(v, NamedSharding(mesh, P() if k in uneven else specs[k]))
+    for k, v in host.items()
+  }
+
+  def norms(leaves):
+    leaves = dict(leaves)
+    for k in uneven:
+      leaves[k] = jax.lax.with_sharding_constraint(leaves[k], NamedSharding(mesh, specs[k]))
+    return jnp.stack(squared_norms([leaves[k] for k in host]))
+
+  step = jax.jit(norms)
+  got = np.asarray(step(leaves))
+  want = np.array([np.sum(np.abs(v) ** 2) for v in host.values()])
+  return {
+    "layouts/norms": {
+      "collectives": collectives(step.lower(leaves).compile()),
+      "max_rel_diff": float(np.max(np.abs(got - want) / np.maximum(want, 1e-300))),
+      "zero_for_empty": bool(got[list(host).index("empty")] == 0.0),
+    }
+  }
+
+
+def exports(mesh, host, specs, grads, kwargs):
+  """jax.export of a sharded step with global_clipnorm (implementation="fused", portable).
+
+  Auto axes with concrete shardings: the norm is the plain computation (no custom call) and the
+  artifact round-trips. Explicit axes, exported for an AbstractMesh: the artifact itself holds
+  the one all-reduce.
+  """
+  tx = adadelta_optax.adadelta(**kwargs, implementation="fused")
+  shardings = {k: NamedSharding(mesh, specs[k]) for k in host}
+  params, g = jax.device_put(host, shardings), jax.device_put(grads, shardings)
+  state = tx.init(params)
+  exported = jax.export.export(jax.jit(tx.apply_gradients), platforms=("cpu", "cuda", "tpu"))(
+    g, state, params
+  )
+  restored = jax.export.deserialize(exported.serialize())
+  _, diffs = compare(restored.call(g, state, params), jax.jit(tx.apply_gradients)(g, state, params))
+  report = {
+    "export/auto": {
+      "custom_call": "custom_call" in exported.mlir_module(),
+      "max_rel_diff": diffs,
+    }
+  }
+  abstract = jax.sharding.AbstractMesh((4, 2), ("fsdp", "tp"), axis_types=(AxisType.Explicit,) * 2)
+
+  def spec_of(k, v):
+    return jax.ShapeDtypeStruct(np.shape(v), v.dtype, sharding=NamedSharding(abstract, specs[k]))
+
+  typed = {k: spec_of(k, v) for k, v in host.items()}
+  with jax.sharding.use_abstract_mesh(abstract):
+    state_typed = jax.eval_shape(tx.init, typed)
+    exported = jax.export.export(jax.jit(tx.apply_gradients), platforms=("cpu", "cuda", "tpu"))(
+      typed, state_typed, typed
+    )
+  module = exported.mlir_module()
+  # A documented limitation: on an AbstractMesh of Auto axes, a multi-device process cannot
+  # lower the device-requiring norm primitive (give concrete shardings or use Explicit axes).
+  auto_abstract = jax.sharding.AbstractMesh((4, 2), ("fsdp", "tp"))
+  typed = {
+    k: jax.ShapeDtypeStruct(np.shape(v), v.dtype, sharding=NamedSharding(auto_abstract, specs[k]))
+    for k, v in host.items()
+  }
+  try:
+    jax.export.export(jax.jit(tx.apply_gradients), platforms=("cpu",))(
+      typed, jax.eval_shape(tx.init, typed), typed
+    )
+    report["export/auto_abstract_mesh"] = {"error": None}
+  except ValueError as error:
+    report["export/auto_abstract_mesh"] = {"error": str(error)}
+  report["export/explicit_abstract_mesh"] = {
+    "collectives": {
+      name: len(re.findall(rf"stablehlo\.{name.replace('-', '_')}\b", module))
+      for name in COLLECTIVES
+    }
+  }
+  return report
+
+
+def transforms(mesh, host, specs, grads, kwargs):
+  """vmap and grad of the sharded update against one device, on Auto and on Explicit axes.
+
+  Auto axes: the plain norm (correct; XLA reduces once per replica group). Explicit axes: the
+  shard_map norm, which vmap keeps as one all-reduce.
+  """
+  report = {}
+  tx = adadelta_optax.adadelta(**kwargs, implementation="xla")
+  floats = [k for k in host if host[k].dtype == np.float32]
+  members = [{k: host[k] * scale for k in floats} for scale in (1.0, 3.0)]
+  member_grads = [{k: grads[k] * scale for k in floats} for scale in (1.0, 0.1)]
+  stack = {k: np.stack([m[k] for m in members]) for k in floats}
+  stack_grads = {k: np.stack([m[k] for m in member_grads]) for k in floats}
+  device = jax.devices()[0]
+  want_vmap = [
+    jax.jit(tx.update)(*jax.device_put((mg, tx.init(m), m), device))[0]
+    for m, mg in zip(members, member_grads, strict=True)
+  ]
+  want_vmap = jax.tree.map(lambda *x: np.stack(x), *want_vmap)
+
+  def total_update(g, params):
+    updates, _ = tx.update(g, tx.init(params), params)
+    return sum(jnp.sum(u) for u in jax.tree.leaves(updates))
+
+  grad_fn = jax.jit(jax.grad(total_update))
+  want_grad = grad_fn(*jax.device_put((member_grads[0], members[0]), device))
+  explicit = jax.make_mesh((4, 2), ("fsdp", "tp"), axis_types=(AxisType.Explicit,) * 2)
+  for axes, on, context in (
+    ("auto", mesh, contextlib.nullcontext),
+    ("explicit", explicit, lambda: jax.set_mesh(explicit)),  # set_mesh acts when called
+  ):
+    with context():
+      batched = {k: NamedSharding(on, P(None, *specs[k])) for k in floats}
+      params, g = jax.device_put(stack, batched), jax.device_put(stack_grads, batched)
+      state = jax.vmap(tx.init)(params)
+      vmapped = jax.jit(jax.vmap(tx.update))
+      _, vmap_diffs = compare(vmapped(g, state, params)[0], want_vmap)
+      sharded = {k: NamedSharding(on, specs[k]) for k in floats}
+      got = grad_fn(*jax.device_put((member_grads[0], members[0]), (sharded, sharded)))
+      _, grad_diffs = compare(got, want_grad)
+      report[f"transforms/{axes}/vmap"] = {
+        "collectives": collectives(vmapped.lower(g, state, params).compile()),
+        "max_rel_diff": vmap_diffs,
+      }
+      report[f"transforms/{axes}/grad"] = {"max_rel_diff": grad_diffs}
+  return report
 
 
 if __name__ == "__main__":
