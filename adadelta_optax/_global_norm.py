@@ -214,7 +214,10 @@ def _lowering(ctx: mlir.LoweringRuleContext, *values: Any) -> Any:
 mlir.register_lowering(squared_norms_p, _lowering)
 # jit hands the lowering its device assignment (which custom_partitioning needs) only for the
 # primitives in this set; custom_partitioning, pure_callback and io_callback are there too.
-dispatch.prim_requires_devices_during_lowering.add(squared_norms_p)
+# A private set: on a JAX without it, the lowering gets no devices and takes the plain path.
+_requires_devices = getattr(dispatch, "prim_requires_devices_during_lowering", None)
+if _requires_devices is not None:
+  _requires_devices.add(squared_norms_p)
 
 
 def _jvp(primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[jax.Array, jax.Array]:
