@@ -296,7 +296,7 @@ def from_keras_config(
   name = inner.get("name")
   if name is not None and not isinstance(name, str):
     raise TypeError(f"Keras config key 'name' must be a string or None, got {name!r}.")
-  _validation.canonical_state_dtype(floatx)
+  _validation.keras_floatx(floatx)
   if version == 1:
     kwargs = _v1(inner, floatx)
   elif version == 2:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adadelta_optax import _weights
+from adadelta_optax import _validation, _weights
 from adadelta_optax._alias import Adadelta
 from adadelta_optax._keras_training import KerasTrainingState
 
@@ -45,13 +45,20 @@ def _check_tx(tx: Adadelta) -> None:
     raise ValueError("state_dtype cannot be carried over: Keras 3 keeps state in each var's dtype.")
 
 
-def keras3_variables(tx: Adadelta, state: Any) -> list[np.ndarray]:
+def keras3_variables(tx: Adadelta, state: Any, *, floatx: str = "float32") -> list[np.ndarray]:
   """The state as Keras 3's ``optimizer.variables`` values, in Keras' order.
 
   Load them with ``for v, x in zip(optimizer.variables, values): v.assign(x)`` (after
   ``optimizer.build(model.trainable_variables)``), or pass them to ``stateless_apply``.
+
+  Args:
+    tx: the optimizer ``state`` belongs to.
+    state: its state.
+    floatx: Keras' ``floatx`` (``keras.config.floatx()``), the dtype of the ``learning_rate``
+      variable: ``"float32"`` unless changed with ``keras.config.set_floatx``.
   """
   _check_tx(tx)
+  lr_dtype = _validation.keras_floatx(floatx)
   training = state if isinstance(state, KerasTrainingState) else None
   inner = _weights.find_state(state)
   leaves = {
@@ -68,7 +75,7 @@ def keras3_variables(tx: Adadelta, state: Any) -> list[np.ndarray]:
     if slot == "iteration":
       out.append(np.asarray(iteration, np.int32))
     elif slot == "learning_rate":
-      out.append(np.asarray(lr, np.float32))
+      out.append(np.asarray(lr, lr_dtype))
     else:
       out.append(np.asarray(leaves[slot][i]))
   return out
@@ -131,12 +138,15 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
       like = training.iteration if training is not None else inner.count
       iteration = _weights.checked(where, value, like, accumulator=False)
     elif slot == "learning_rate":
-      lr = float(np.asarray(tx.hyperparams["learning_rate"], np.float32))
+      # Exactly tx's learning rate: Keras keeps it in a floatx variable, so a float32 Keras
+      # trains with 0.9's float32 rounding, and so must tx (from_keras_config rounds to floatx).
       got = np.asarray(value)
+      lr = float(tx.hyperparams["learning_rate"])
       if got.shape != () or float(got) != lr:
         raise ValueError(
-          f"{where}: is {got!r}, but the optimizer's learning_rate is {lr!r} (float32); build the "
-          "optimizer with the learning rate the Keras optimizer had."
+          f"{where}: is {got!r}, but the optimizer's learning_rate is {lr!r}; build the "
+          "optimizer with the learning rate the Keras optimizer had (from_keras_config(config, "
+          "floatx=keras.config.floatx()) does)."
         )
     else:
       like = olds[slot][i]

@@ -100,6 +100,13 @@ def canonical_state_dtype(state_dtype: Any) -> jnp.dtype | None:
   return dtype
 
 
+def keras_floatx(floatx: Any) -> np.dtype:
+  """The dtype named by Keras' ``floatx`` (the dtype of its learning-rate variables)."""
+  if not isinstance(floatx, str) or floatx not in _FLOAT_DTYPES:
+    raise ValueError(f"floatx must be one of {', '.join(_FLOAT_DTYPES)}, got {floatx!r}.")
+  return np.dtype(jnp.dtype(floatx))
+
+
 def check_x64(dtype: jnp.dtype, what: str) -> None:
   """64-bit dtypes silently become 32-bit unless ``jax_enable_x64`` is on: refuse that."""
   is_64 = jnp.dtype(dtype) in (jnp.dtype("float64"), jnp.dtype("complex128"))

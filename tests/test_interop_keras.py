@@ -232,3 +232,51 @@ def test_schedules_match_keras3(name, kwargs):
     assert adadelta_optax.schedules.serialize(ours) == keras.optimizers.schedules.serialize(theirs)
     back = keras.optimizers.schedules.deserialize(adadelta_optax.schedules.serialize(ours))
     assert back.get_config() == theirs.get_config()
+
+
+def test_resume_keras3_with_float64_floatx():
+  """With ``set_floatx("float64")`` the learning rate lives in a float64 variable: 0.9 stays 0.9."""
+  previous = keras.config.floatx()
+  keras.config.set_floatx("float64")
+  try:
+    x, y = data()
+    model = _model(init_params(), np.float64)
+    opt = keras.optimizers.Adadelta(learning_rate=0.9, rho=0.9, epsilon=1e-6)
+    _keras_train(model, opt, K_STEPS, x, y)
+    assert opt.variables[1].dtype == "float64" and float(opt.variables[1].numpy()) == 0.9
+
+    tx = adadelta_optax.from_keras_config(opt.get_config(), floatx="float64")
+    assert tx.hyperparams["learning_rate"] == 0.9
+    params = [v.numpy() for v in model.trainable_variables]
+    state = adadelta_optax.set_keras3_variables(tx, tx.init(params), opt.variables)
+    back = adadelta_optax.keras3_variables(tx, state, floatx="float64")
+    assert back[1].dtype == np.float64 and float(back[1]) == 0.9
+    # The float32 rounding of 0.9 is another learning rate: refused, naming the variable.
+    with pytest.raises(ValueError, match=r"variables\[1\] \(learning_rate\)"):
+      adadelta_optax.set_keras3_variables(
+        tx,
+        tx.init(params),
+        [v.numpy() for v in opt.variables[:1]]
+        + [np.float32(0.9)]
+        + [v.numpy() for v in opt.variables[2:]],
+      )
+
+    _keras_train(model, opt, M_STEPS, x, y)
+    params, state = run_jax(tx, params, state, M_STEPS, x, y, jit=True)
+    key = ("Keras 3", "floatx float64")
+    assert_close(params, [v.numpy() for v in model.trainable_variables], "params", key)
+    assert_close(
+      adadelta_optax.keras3_variables(tx, state, floatx="float64"),
+      [v.numpy() for v in opt.variables],
+      "optimizer variables",
+      key,
+    )
+  finally:
+    keras.config.set_floatx(previous)
+
+
+def test_keras3_variables_rejects_bad_floatx():
+  tx = adadelta_optax.adadelta()
+  state = tx.init([np.zeros(2)])
+  with pytest.raises(ValueError, match="floatx must be one of .* got 'double'"):
+    adadelta_optax.keras3_variables(tx, state, floatx="double")
