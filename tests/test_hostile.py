@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import adadelta_optax
@@ -57,6 +57,9 @@ def problems(draw):
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(problems())
+# Found by hypothesis: bfloat16 params whose three moves nearly cancel (rho 1 makes each move the
+# gradient itself, about 10 here): rounding to bfloat16 on the way is an ulp of ~10, not of the net.
+@example(("bfloat16", [(2, 3)], 524283, dict(learning_rate=1.0, rho=1.0, epsilon=0.0078125), 1.0))
 def test_random_problems_match_reference(problem):
   dtype, shapes, seed, kwargs, log_scale = problem
   rng = np.random.default_rng(seed)
@@ -76,29 +79,39 @@ def test_random_problems_match_reference(problem):
   step = jax.jit(tx.apply_gradients)
   for g in grads:
     p, state = step(g, state, p)
-  # The reference sees what the optimizer saw: the leaves rounded to their dtype.
+  # The reference sees what the optimizer saw: the leaves rounded to their dtype. It is run for
+  # 1, 2 and 3 steps, to know the params on the way.
   options = reference.Options(**{k: v for k, v in kwargs.items() if k != "implementation"})
+  start = [np.asarray(x, np.complex128) for x in jax.tree.leaves(params)]
+  path = [start] + [
+    [
+      np.asarray(x, np.complex128)
+      for x in reference.run(
+        [np.asarray(x) for x in jax.tree.leaves(params)],
+        [[np.asarray(x) for x in jax.tree.leaves(g)] for g in grads[:k]],
+        options,
+      ).params
+    ]
+    for k in (1, 2, 3)
+  ]
   ref = reference.run(
     [np.asarray(x) for x in jax.tree.leaves(params)],
     [[np.asarray(x) for x in jax.tree.leaves(g)] for g in grads],
     options,
   )
-  # Params move by at most ~lr*sqrt((1-rho)^-1) per step: compare the moves, relative to them.
-  moved = [
-    np.asarray(a, np.complex128) - np.asarray(b, np.complex128)
-    for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(params), strict=True)
-  ]
-  want = [
-    r - np.asarray(b, np.complex128)
-    for r, b in zip(ref.params, jax.tree.leaves(params), strict=True)
-  ]
   half = dtype in ("float16", "bfloat16")
-  # The param is rounded to the leaf dtype after each of the 3 steps: allow half an ulp of the
-  # param per step (|x| + |move| bounds the param on the way) besides rtol of the move.
+  # Compare the params' total move with the reference's. Each step's move may be off by rtol of
+  # that step's move, and each step rounds the move and the new param to the leaf dtype (half an
+  # ulp of each, bounded by eps/2 of their magnitudes). The bound sums these over the steps: with
+  # steps that cancel (a move of +20 then -20.5), the rounding at 20 counts, not the net 0.5.
   eps = float(jnp.finfo(np_dtype).eps)
-  for a, b, x in zip(moved, want, jax.tree.leaves(params), strict=True):
-    ulp = 1.5 * eps * (np.abs(np.asarray(x, np.complex128)) + np.abs(b)) + 1e-30
-    assert np.all(np.abs(a - b) <= rtol * np.abs(b) + ulp), (a, b)
+  for i, (new, old) in enumerate(zip(jax.tree.leaves(p), start, strict=True)):
+    moved = np.asarray(new, np.complex128) - old
+    want = path[3][i] - old
+    steps = [np.abs(path[k][i] - path[k - 1][i]) for k in (1, 2, 3)]
+    sizes = [np.abs(path[k][i]) for k in (1, 2, 3)]
+    bound = sum(rtol * u + 0.5 * eps * (u + x) for u, x in zip(steps, sizes, strict=True))
+    assert np.all(np.abs(moved - want) <= bound + 1e-30), (moved, want, bound)
   if not half:
     assert_leaves_close(jax.tree.leaves(state.accum_grad), ref.accum_grad, rtol * 10, "accum_grad")
   TRIED[f"random/{dtype}"] += 1
