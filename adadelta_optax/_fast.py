@@ -131,7 +131,13 @@ def _group_kernel(
   flags: np.ndarray,
   apply: bool,
 ) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
-  """All leaves of one dtype through one call of the C++ kernel, updated in place."""
+  """All leaves of one dtype through one call of the C++ kernel, updated in place.
+
+  ``apply`` writes the new params over the params; otherwise the update goes over the gradient,
+  which in a train step dies there (XLA copies a gradient that is still needed first): in a step
+  that computes the gradient and calls ``update`` then ``optax.apply_updates`` (``nnx.Optimizer``,
+  linen's ``TrainState``) the update needs no buffer of its own.
+  """
   n = len(grads)
   dtype = accum_grads[0].dtype
   shapes = [jax.ShapeDtypeStruct(a.shape, dtype) for a in accum_grads]
@@ -141,6 +147,8 @@ def _group_kernel(
   aliases = {first_accum + i: n + i for i in range(2 * n)}
   if apply:
     aliases.update({2 + n + i: i for i in range(n)})
+  else:
+    aliases.update({2 + i: i for i in range(n)})
   call = jax.ffi.ffi_call(
     f"adadelta_optax_tree_{dtype.name.replace('float', 'f')}",
     shapes * 3,

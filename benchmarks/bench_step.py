@@ -7,6 +7,8 @@ and optimizer state donated (updated in place where the implementation allows it
   and both accumulators, write param and both accumulators: 28 B per float32 param) and nothing
   else, with the same calls, threads and donation as the library's kernel;
 - adadelta_optax ``apply_gradients`` (the fused step), and ``update`` + ``optax.apply_updates``;
+- ``update`` + ``optax.apply_updates`` on a gradient computed inside the step (as in a Flax train
+  step: ``nnx.Optimizer`` and linen's ``TrainState`` call these two), ours and optax's;
 - the library on a flat layout (``flatten_params``) for the many-leaf tree;
 - ``optax.adadelta``; ``torch.optim.Adadelta`` (foreach and for-loop); Keras 3's ``Adadelta`` on
   the JAX backend (``stateless_apply``).
@@ -126,6 +128,16 @@ def make_ours_apply(params: Any, implementation: str = "auto") -> Runner:
   return JaxRunner(lambda p, s, g: tx.apply_gradients(g, s, p), (params, tx.init(params)), (grads,))
 
 
+def make_train_style(tx: optax.GradientTransformation, params: Any) -> Runner:
+  """``update`` + ``apply_updates`` on a gradient made in the step, as in a Flax train step."""
+
+  def step(p, s, scale):
+    updates, s = tx.update(jax.tree.map(lambda x: x * scale, p), s, p)
+    return optax.apply_updates(p, updates), s
+
+  return JaxRunner(step, (params, tx.init(params)), (jnp.float32(0.2),))
+
+
 def make_optax_style(tx: optax.GradientTransformation, params: Any) -> Runner:
   grads = jax.tree.map(lambda x: jnp.full_like(x, 0.1), params)
 
@@ -218,6 +230,10 @@ def run_case(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace)
     "ours: apply_gradients": make_ours_apply(fresh()),
     "ours: update+apply_updates": make_optax_style(adadelta_optax.adadelta(LR, RHO, EPS), fresh()),
     "optax.adadelta": make_optax_style(optax.adadelta(LR, RHO, EPS), fresh()),
+    "ours: grads made in the step": make_train_style(
+      adadelta_optax.adadelta(LR, RHO, EPS), fresh()
+    ),
+    "optax: grads made in the step": make_train_style(optax.adadelta(LR, RHO, EPS), fresh()),
   }
   if len(shapes) > 1:
     flat, _ = adadelta_optax.flatten_params(fresh())

@@ -190,6 +190,43 @@ def test_donated_step_updates_in_place():
   assert before == after
 
 
+def test_update_writes_into_the_gradient_buffer():
+  """``update`` writes the update over the gradient: in a step that computes the gradient (as a
+  Flax train step does) the update needs no temporary; a gradient the caller still holds is left
+  as it was (XLA copies it first); a donated one gives its buffer to the update."""
+  params = jax.tree.map(jnp.asarray, _tree_of([50_000, 100]))
+  tx = adadelta_optax.adadelta()
+  state = tx.init(params)
+  grads = jax.tree.map(lambda x: jnp.full_like(x, 0.25), params)
+  want, _ = jax.jit(adadelta_optax.adadelta(implementation="fused").update)(grads, state, params)
+
+  kept = jax.jit(tx.update)(grads, state, params)[0]
+  assert all(bool(jnp.all(g == 0.25)) for g in jax.tree.leaves(grads))  # not clobbered
+  eager = tx.update(grads, state, params)[0]
+  assert all(bool(jnp.all(g == 0.25)) for g in jax.tree.leaves(grads))
+  for got in (kept, eager):
+    np.testing.assert_array_equal(
+      np.concatenate(jax.tree.leaves(got)), np.concatenate(jax.tree.leaves(want))
+    )
+
+  donated = jax.jit(tx.update, donate_argnums=0)
+  fresh = jax.tree.map(lambda x: jnp.full_like(x, 0.25), params)
+  before = [g.unsafe_buffer_pointer() for g in jax.tree.leaves(fresh)]
+  updates, _ = donated(fresh, state, params)
+  assert [u.unsafe_buffer_pointer() for u in jax.tree.leaves(updates)] == before
+
+  def train_step(params, state, scale):
+    grads = jax.tree.map(lambda x: x * scale, params)  # the gradient, made in the step
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  n = sum(x.size for x in jax.tree.leaves(params))
+  compiled = jax.jit(train_step).lower(params, state, 0.5).compile()
+  # The gradient is written where the new params go and the update in its place: no temporary
+  # (without the aliasing the update needs one of 4 B/param).
+  assert compiled.memory_analysis().temp_size_in_bytes < 0.01 * 4 * n
+
+
 def test_mixed_tree_uses_kernel_where_it_can():
   """float32 and float64 groups go to the kernel; bfloat16, complex and cast state do not."""
   rng = np.random.default_rng(3)

@@ -58,6 +58,8 @@ enum Hyper {
   kNumHyper
 };
 
+// In update mode `out` is the gradient's own buffer (the Python side aliases them): element i
+// of g is read before element i of out is written, and no other element of either is touched.
 template <typename T, int F>
 inline __attribute__((always_inline)) void Body(int64_t lo, int64_t hi, const T* __restrict__ g,
                                                 T* __restrict__ x, T* __restrict__ a,
