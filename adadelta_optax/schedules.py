@@ -116,8 +116,36 @@ class LearningRateSchedule:
     return f"{type(self).__name__}({args})"
 
 
+class _RateDecay(LearningRateSchedule):
+  """What ExponentialDecay and InverseTimeDecay share: Keras' arguments and the progress
+  :math:`s / d` (floored with ``staircase``)."""
+
+  _keras_args = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name")
+
+  def __init__(
+    self,
+    initial_learning_rate: float,
+    decay_steps: float,
+    decay_rate: float,
+    staircase: bool,
+    name: str | None,
+    dtype: Any,
+  ) -> None:
+    super().__init__(dtype)
+    _positive("decay_steps", decay_steps)
+    self.initial_learning_rate = initial_learning_rate
+    self.decay_steps = decay_steps
+    self.decay_rate = decay_rate
+    self.staircase = bool(staircase)
+    self.name = name
+
+  def _progress(self, step: jax.Array) -> jax.Array:
+    p = self._cast(step) / self._cast(self.decay_steps)
+    return jnp.floor(p) if self.staircase else p
+
+
 @register_schedule
-class ExponentialDecay(LearningRateSchedule):
+class ExponentialDecay(_RateDecay):
   r"""``keras.optimizers.schedules.ExponentialDecay``: :math:`\eta_0\, r^{s / d}`.
 
   With ``staircase=True`` the exponent is :math:`\lfloor s / d \rfloor`.
@@ -128,8 +156,6 @@ class ExponentialDecay(LearningRateSchedule):
     0.096
   """
 
-  _keras_args = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name")
-
   def __init__(
     self,
     initial_learning_rate: float,
@@ -139,23 +165,15 @@ class ExponentialDecay(LearningRateSchedule):
     name: str | None = "ExponentialDecay",
     dtype: Any = "float32",
   ) -> None:
-    super().__init__(dtype)
-    _positive("decay_steps", decay_steps)
-    self.initial_learning_rate = initial_learning_rate
-    self.decay_steps = decay_steps
-    self.decay_rate = decay_rate
-    self.staircase = bool(staircase)
-    self.name = name
+    super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name, dtype)
 
   def _value(self, step: jax.Array) -> jax.Array:
-    p = self._cast(step) / self._cast(self.decay_steps)
-    if self.staircase:
-      p = jnp.floor(p)
+    p = self._progress(step)
     return self._cast(self.initial_learning_rate) * jnp.power(self._cast(self.decay_rate), p)
 
 
 @register_schedule
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateDecay):
   r"""``keras.optimizers.schedules.InverseTimeDecay``: :math:`\eta_0 / (1 + r\, s / d)`.
 
   With ``staircase=True``, :math:`s / d` is floored.
@@ -166,8 +184,6 @@ class InverseTimeDecay(LearningRateSchedule):
     0.5
   """
 
-  _keras_args = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name")
-
   def __init__(
     self,
     initial_learning_rate: float,
@@ -177,18 +193,10 @@ class InverseTimeDecay(LearningRateSchedule):
     name: str | None = "InverseTimeDecay",
     dtype: Any = "float32",
   ) -> None:
-    super().__init__(dtype)
-    _positive("decay_steps", decay_steps)
-    self.initial_learning_rate = initial_learning_rate
-    self.decay_steps = decay_steps
-    self.decay_rate = decay_rate
-    self.staircase = bool(staircase)
-    self.name = name
+    super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name, dtype)
 
   def _value(self, step: jax.Array) -> jax.Array:
-    p = self._cast(step) / self._cast(self.decay_steps)
-    if self.staircase:
-      p = jnp.floor(p)
+    p = self._progress(step)
     denominator = self._cast(1) + self._cast(self.decay_rate) * p
     return self._cast(self.initial_learning_rate) / denominator
 
