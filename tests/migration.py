@@ -16,6 +16,37 @@ import optax
 
 RTOL = {np.dtype("float64"): 1e-12, np.dtype("float32"): 1e-6}
 
+#: Keras learning-rate schedules (class name, kwargs) checked against tf.keras and Keras 3.
+SCHEDULE_CASES = [
+  ("ExponentialDecay", dict(initial_learning_rate=0.7, decay_steps=3, decay_rate=0.83)),
+  (
+    "ExponentialDecay",
+    dict(initial_learning_rate=0.7, decay_steps=3, decay_rate=0.8, staircase=True),
+  ),
+  ("InverseTimeDecay", dict(initial_learning_rate=0.7, decay_steps=3, decay_rate=0.37)),
+  (
+    "InverseTimeDecay",
+    dict(initial_learning_rate=0.7, decay_steps=3, decay_rate=0.3, staircase=True),
+  ),
+  ("PiecewiseConstantDecay", dict(boundaries=[3, 7, 20], values=[0.9, 0.5, 0.1, 0.01])),
+  (
+    "PolynomialDecay",
+    dict(initial_learning_rate=0.7, decay_steps=7, end_learning_rate=0.01, power=1.7),
+  ),
+  ("PolynomialDecay", dict(initial_learning_rate=0.7, decay_steps=7, power=0.5, cycle=True)),
+  ("CosineDecay", dict(initial_learning_rate=0.7, decay_steps=9, alpha=0.1)),
+  (
+    "CosineDecay",
+    dict(initial_learning_rate=0.1, decay_steps=9, alpha=0.1, warmup_target=0.9, warmup_steps=4),
+  ),
+  (
+    "CosineDecayRestarts",
+    dict(initial_learning_rate=0.7, first_decay_steps=3, m_mul=0.7, alpha=0.05),
+  ),
+  ("CosineDecayRestarts", dict(initial_learning_rate=0.7, first_decay_steps=3, t_mul=1.0)),
+]
+
+
 #: (framework, case) -> max relative difference after resuming; printed with ``pytest -s``.
 MEASURED: dict[tuple[str, str], float] = {}
 

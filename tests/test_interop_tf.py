@@ -26,7 +26,7 @@ from tf_keras.src.optimizers import optimizer_v1  # noqa: E402
 
 import adadelta_optax  # noqa: E402
 
-from migration import assert_close, data, init_params, run_jax  # noqa: E402
+from migration import SCHEDULE_CASES, assert_close, data, init_params, run_jax  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("tensorflow")
 
@@ -194,36 +194,6 @@ def test_tf_keras_v1_clip_order_matters():
   params, _ = run_jax(tx, params, state, M_STEPS, x, y)
   with pytest.raises(AssertionError):
     assert_close(params, tf_params, "params")
-
-
-SCHEDULE_CASES = [
-  ("ExponentialDecay", dict(initial_learning_rate=0.7, decay_steps=3, decay_rate=0.83)),
-  (
-    "ExponentialDecay",
-    dict(initial_learning_rate=0.7, decay_steps=3, decay_rate=0.8, staircase=True),
-  ),
-  ("InverseTimeDecay", dict(initial_learning_rate=0.7, decay_steps=3, decay_rate=0.37)),
-  (
-    "InverseTimeDecay",
-    dict(initial_learning_rate=0.7, decay_steps=3, decay_rate=0.3, staircase=True),
-  ),
-  ("PiecewiseConstantDecay", dict(boundaries=[3, 7, 20], values=[0.9, 0.5, 0.1, 0.01])),
-  (
-    "PolynomialDecay",
-    dict(initial_learning_rate=0.7, decay_steps=7, end_learning_rate=0.01, power=1.7),
-  ),
-  ("PolynomialDecay", dict(initial_learning_rate=0.7, decay_steps=7, power=0.5, cycle=True)),
-  ("CosineDecay", dict(initial_learning_rate=0.7, decay_steps=9, alpha=0.1)),
-  (
-    "CosineDecay",
-    dict(initial_learning_rate=0.1, decay_steps=9, alpha=0.1, warmup_target=0.9, warmup_steps=4),
-  ),
-  (
-    "CosineDecayRestarts",
-    dict(initial_learning_rate=0.7, first_decay_steps=3, m_mul=0.7, alpha=0.05),
-  ),
-  ("CosineDecayRestarts", dict(initial_learning_rate=0.7, first_decay_steps=3, t_mul=1.0)),
-]
 
 
 @pytest.mark.parametrize(("name", "kwargs"), SCHEDULE_CASES)
