@@ -105,15 +105,7 @@ def main():
       assert state.count.sharding.is_fully_replicated
 
       grads_sh = [jax.device_put(g, shardings) for g in grads]
-      step_update = jax.jit(tx.update, out_shardings=(shardings, state_sh))
-      step_apply = jax.jit(tx.apply_gradients, out_shardings=(shardings, state_sh))
-      counts = {
-        "update": collectives(step_update.lower(grads_sh[0], state, params).compile()),
-        "apply_gradients": collectives(step_apply.lower(grads_sh[0], state, params).compile()),
-      }
-      p = params
-      for g in grads_sh:
-        p, state = step_apply(g, state, p)
+      counts, p, state = sharded_steps(tx, grads_sh, state, params, (shardings, state_sh))
       for leaf_name in host:
         assert p[leaf_name].sharding.is_equivalent_to(
           shardings[leaf_name], np.ndim(host[leaf_name])
@@ -158,6 +150,20 @@ def main():
   json.dump(report, sys.stdout)
 
 
+def sharded_steps(tx, grads_sh, state, params, out_shardings=None):
+  """``(collectives of the compiled update and apply_gradients, params, state)`` after one
+  jitted apply_gradients step per gradient of ``grads_sh``."""
+  kw = {} if out_shardings is None else {"out_shardings": out_shardings}
+  step_update, step_apply = jax.jit(tx.update, **kw), jax.jit(tx.apply_gradients, **kw)
+  counts = {
+    "update": collectives(step_update.lower(grads_sh[0], state, params).compile()),
+    "apply_gradients": collectives(step_apply.lower(grads_sh[0], state, params).compile()),
+  }
+  for g in grads_sh:
+    params, state = step_apply(g, state, params)
+  return counts, params, state
+
+
 def explicit_mesh(host, specs, grads, kwargs, one_device):
   """The mixed layout on a mesh of Explicit axes (jax.set_mesh): shardings in the leaves' types."""
   report = {}
@@ -169,14 +175,7 @@ def explicit_mesh(host, specs, grads, kwargs, one_device):
       params = jax.device_put(host, shardings)
       state = tx.init(params)
       grads_sh = [jax.device_put(g, shardings) for g in grads]
-      step_update, step_apply = jax.jit(tx.update), jax.jit(tx.apply_gradients)
-      counts = {
-        "update": collectives(step_update.lower(grads_sh[0], state, params).compile()),
-        "apply_gradients": collectives(step_apply.lower(grads_sh[0], state, params).compile()),
-      }
-      p = params
-      for g in grads_sh:
-        p, state = step_apply(g, state, p)
+      counts, p, state = sharded_steps(tx, grads_sh, state, params)
       for k in host:
         assert p[k].sharding.is_equivalent_to(shardings[k], np.ndim(host[k])), (k, p[k].sharding)
       bitwise, diffs = compare((p, state), one_device[f"global_clipnorm/{implementation}"])
