@@ -45,6 +45,20 @@ def _check_tx(tx: Adadelta) -> None:
     raise ValueError("state_dtype cannot be carried over: Keras 3 keeps state in each var's dtype.")
 
 
+def _slot_leaves(state: Any) -> tuple[KerasTrainingState | None, Any, dict[str, list[Any]]]:
+  """``(the KerasTrainingState or None, the AdadeltaState, each per-leaf slot's leaves)``."""
+  training = state if isinstance(state, KerasTrainingState) else None
+  inner = _weights.find_state(state)
+  leaves = {
+    "accum_grad": jax.tree.leaves(inner.accum_grad),
+    "accum_var": jax.tree.leaves(inner.accum_var),
+  }
+  if training is not None:
+    leaves["average"] = jax.tree.leaves(training.average)
+    leaves["gradient_accumulator"] = jax.tree.leaves(training.gradient_accumulator)
+  return training, inner, leaves
+
+
 def keras3_variables(tx: Adadelta, state: Any, *, floatx: str = "float32") -> list[np.ndarray]:
   """The state as Keras 3's ``optimizer.variables`` values, in Keras' order.
 
@@ -59,15 +73,7 @@ def keras3_variables(tx: Adadelta, state: Any, *, floatx: str = "float32") -> li
   """
   _check_tx(tx)
   lr_dtype = _validation.keras_floatx(floatx)
-  training = state if isinstance(state, KerasTrainingState) else None
-  inner = _weights.find_state(state)
-  leaves = {
-    "accum_grad": jax.tree.leaves(inner.accum_grad),
-    "accum_var": jax.tree.leaves(inner.accum_var),
-  }
-  if training is not None:
-    leaves["average"] = jax.tree.leaves(training.average)
-    leaves["gradient_accumulator"] = jax.tree.leaves(training.gradient_accumulator)
+  training, inner, leaves = _slot_leaves(state)
   iteration = training.iteration if training is not None else inner.count
   lr = tx.hyperparams["learning_rate"]
   out = []
@@ -105,8 +111,7 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
       the entry.
   """
   _check_tx(tx)
-  training = state if isinstance(state, KerasTrainingState) else None
-  inner = _weights.find_state(state)
+  training, inner, olds = _slot_leaves(state)
   paths = [
     jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(inner.accum_grad)[0]
   ]
@@ -118,13 +123,6 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
       f"variables has {len(variables)} entries; this optimizer has {len(layout)} Keras 3 "
       f"variables: {[suffix.lstrip('_') for _, suffix, _ in layout]} (for {n} model variables)."
     )
-  olds = {
-    "accum_grad": jax.tree.leaves(inner.accum_grad),
-    "accum_var": jax.tree.leaves(inner.accum_var),
-  }
-  if training is not None:
-    olds["average"] = jax.tree.leaves(training.average)
-    olds["gradient_accumulator"] = jax.tree.leaves(training.gradient_accumulator)
   new: dict[str, list[Any]] = {slot: [None] * n for slot in olds}
   iteration = None
   for k, ((slot, suffix, i), entry) in enumerate(zip(layout, variables, strict=True)):
