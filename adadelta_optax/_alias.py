@@ -173,6 +173,7 @@ class _AdadeltaTransform:
     elif h["implementation"] in ("xla", "fused"):
       self.path = h["implementation"]
     else:
+      _fast.warn_if_unavailable()  # once per process: why 'auto' runs without the kernel
       self.path = "kernel" if _fast.kernel_available() else "fused"
 
   def _cast(self, tree: Any) -> Any:

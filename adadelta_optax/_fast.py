@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib.metadata
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,29 +53,149 @@ _SYMBOLS = {
 }
 
 
+# XLA checks the FFI API version a handler was compiled against when it is registered
+# (xla/ffi/ffi_api.cc, RegisterHandler): same major, at least its minimum (0.1 in every jaxlib from
+# 0.8.1 to 0.10.2) and at most the running jaxlib's own; jaxlib 0.4.36 to 0.8.0 speak 0.1 and
+# refuse anything newer. A refused handler fails the start of JAX's whole CPU backend, so the
+# versions are compared here first and nothing is registered when they do not fit.
+FFI_API_MIN = (0, 1)
+# The header of the running jaxlib that defines its FFI API version.
+_FFI_API_HEADER = Path("xla", "ffi", "api", "c_api.h")
+_FFI_API_DEFINE = re.compile(r"^#define XLA_FFI_API_(MAJOR|MINOR) (\d+)", re.MULTILINE)
+
+
+class KernelUnavailableWarning(UserWarning):
+  """The C++ CPU kernel cannot run here, so ``adadelta()`` runs the fused JAX path instead."""
+
+
+def _kernel_file() -> Path | None:
+  """The compiled kernel next to this module: the most recent build if there are several."""
+  candidates = Path(__file__).parent.glob("_adadelta_cpu*.so")
+  return max(candidates, key=lambda path: path.stat().st_mtime, default=None)
+
+
+def _format_api(version: tuple[int, int] | None) -> str:
+  return "unknown" if version is None else f"{version[0]}.{version[1]}"
+
+
+def _jaxlib_version() -> str:
+  try:
+    return importlib.metadata.version("jaxlib")
+  except importlib.metadata.PackageNotFoundError:
+    return "(version unknown)"
+
+
+def rebuild_command() -> str:
+  """The pip command that rebuilds the kernel against the installed jaxlib's FFI headers."""
+  try:
+    requirement = f"adadelta-optax=={importlib.metadata.version('adadelta-optax')}"
+  except importlib.metadata.PackageNotFoundError:
+    requirement = "adadelta-optax"
+  return (
+    "pip install 'setuptools>=77' && pip install --no-build-isolation --no-binary adadelta-optax "
+    f"--force-reinstall --no-deps {requirement} (from a source checkout: `.` for the last "
+    "argument), with a C++17 compiler"
+  )
+
+
+@functools.cache
+def running_ffi_api() -> tuple[int, int] | None:
+  """The XLA FFI API version ``(major, minor)`` of the installed jaxlib (None if unknown).
+
+  Read from the FFI header that jaxlib ships with itself (``jax.ffi.include_dir()``), the header
+  its XLA was compiled with.
+  """
+  try:
+    text = (Path(jax.ffi.include_dir()) / _FFI_API_HEADER).read_text()
+  except (OSError, AttributeError):
+    return None
+  found = dict(_FFI_API_DEFINE.findall(text))
+  if set(found) != {"MAJOR", "MINOR"}:
+    return None
+  return int(found["MAJOR"]), int(found["MINOR"])
+
+
+def built_ffi_api(library: ctypes.CDLL) -> tuple[int, int] | None:
+  """The XLA FFI API version the kernel ``library`` was compiled against (None: too old to say)."""
+  try:
+    version_of = library.AdadeltaFfiApiVersion
+  except AttributeError:
+    return None
+  version_of.argtypes = [ctypes.POINTER(ctypes.c_int32)] * 2
+  version_of.restype = None
+  major, minor = ctypes.c_int32(), ctypes.c_int32()
+  version_of(ctypes.byref(major), ctypes.byref(minor))
+  return major.value, minor.value
+
+
+def ffi_api_mismatch(
+  built: tuple[int, int] | None, running: tuple[int, int] | None, jaxlib_version: str
+) -> str | None:
+  """Why XLA would refuse a kernel built for FFI API ``built`` under ``running`` (None: it fits)."""
+  if built is None:
+    return (
+      "the compiled kernel does not report the XLA FFI API version it was built for (a build of "
+      f"an older adadelta-optax); rebuild it: {rebuild_command()}"
+    )
+  if running is None:
+    return (
+      f"the XLA FFI API version of the installed jaxlib {jaxlib_version} cannot be read (no "
+      f"{_FFI_API_HEADER.as_posix()} under jax.ffi.include_dir()), so the kernel (built for FFI "
+      f"API {_format_api(built)}) is not registered"
+    )
+  if built[0] == running[0] and FFI_API_MIN <= built <= running:
+    return None
+  return (
+    f"the kernel was compiled against XLA FFI API {_format_api(built)} but the installed jaxlib "
+    f"{jaxlib_version} speaks FFI API {_format_api(running)} and accepts handlers of API "
+    f"{_format_api(FFI_API_MIN)} to {_format_api(running)} only; rebuild the kernel against this "
+    f"jaxlib: {rebuild_command()}"
+  )
+
+
 @functools.cache
 def _load() -> str | None:
   """Registers the kernel's FFI targets for CPU; the reason it is unavailable, or None."""
-  candidates = sorted(Path(__file__).parent.glob("_adadelta_cpu*.so"))
-  if not candidates:
-    return "the compiled kernel (adadelta_optax/_adadelta_cpu*.so) was not built with the package"
+  path = _kernel_file()
+  if path is None:
+    return (
+      "the compiled kernel (adadelta_optax/_adadelta_cpu*.so) was not built with the package "
+      f"(no C++17 compiler at install time?); to build it: {rebuild_command()}"
+    )
   try:
-    library = ctypes.CDLL(str(candidates[0]))
+    library = ctypes.CDLL(str(path))
+    mismatch = ffi_api_mismatch(built_ffi_api(library), running_ffi_api(), _jaxlib_version())
+    if mismatch is not None:
+      return mismatch
     for target, symbol in _SYMBOLS.items():
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), "cpu")
   except (OSError, AttributeError) as error:
-    return f"the compiled kernel {candidates[0].name} could not be loaded: {error}"
+    return f"the compiled kernel {path.name} could not be loaded: {error}"
   return None
 
 
 def kernel_available() -> bool:
-  """Whether the CPU kernel was built and loads on this machine."""
+  """Whether the CPU kernel was built, loads on this machine and fits the installed jaxlib."""
   return _load() is None
 
 
 def kernel_unavailable_reason() -> str | None:
   """Why :func:`kernel_available` is False (``None`` when it is True)."""
   return _load()
+
+
+@functools.cache
+def warn_if_unavailable() -> None:
+  """Warns once per process, with the reason, when the default path cannot use the kernel."""
+  reason = _load()
+  if reason is not None:
+    warnings.warn(
+      "adadelta_optax: the C++ CPU kernel is unavailable, so adadelta() runs the fused JAX path "
+      f"(the same arithmetic, slower on CPU): {reason}. adadelta_optax.info() shows the details; "
+      "implementation='fused' chooses that path without this warning.",
+      KernelUnavailableWarning,
+      stacklevel=4,
+    )
 
 
 def hyper_vector(accum_dtype: Any, **values: Any) -> jax.Array:
@@ -122,16 +245,21 @@ def leaf_step_jax(
   return step.astype(grad.dtype), new_accum_grad, new_accum_var
 
 
-def _group_kernel(
+def _kernel_call(
   grads: list[jax.Array],
   params: list[jax.Array] | None,
   accum_grads: list[jax.Array],
   accum_vars: list[jax.Array],
-  hyper: jax.Array,
+  hyper_rows: jax.Array,
+  *,
   flags: np.ndarray,
   apply: bool,
 ) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
   """All leaves of one dtype through one call of the C++ kernel, updated in place.
+
+  ``hyper_rows`` has shape ``(segments, len(HYPER_FIELDS))``: each leaf is cut into ``segments``
+  equal runs of elements, run ``s`` stepped with row ``s`` (one row for a plain step; one per
+  batch element under :func:`jax.vmap`, see :func:`_batched_kernel_call`).
 
   ``apply`` writes the new params over the params; otherwise the update goes over the gradient,
   which in a train step dies there (XLA copies a gradient that is still needed first): in a step
@@ -155,9 +283,72 @@ def _group_kernel(
     input_output_aliases=aliases,
   )
   out = call(
-    hyper, jnp.asarray(flags, jnp.int32), *leaf_args, mode=np.int32(apply | (has_params << 1))
+    hyper_rows, jnp.asarray(flags, jnp.int32), *leaf_args, mode=np.int32(apply | (has_params << 1))
   )
   return list(out[:n]), list(out[n : 2 * n]), list(out[2 * n :])
+
+
+def _batched_kernel_call(flags: np.ndarray, apply: bool) -> Any:
+  """:func:`_kernel_call` with a :func:`jax.vmap` rule: the kernel serves the whole batch.
+
+  The step is elementwise within a leaf except per-leaf norm clipping, whose norms the kernel
+  takes per segment. A batch of ``B`` problems is therefore one call on the ``(B, ...)`` leaves
+  with ``B`` hyperparameter rows per row before (a hyperparameter that is not batched, e.g. a
+  constant learning rate, is repeated; an unbatched leaf is broadcast). Nested vmaps multiply the
+  rows again, through the same rule.
+  """
+
+  @jax.custom_batching.custom_vmap
+  def call(
+    grads: Any, params: Any, accum_grads: Any, accum_vars: Any, hyper_rows: jax.Array
+  ) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+    return _kernel_call(
+      grads, params, accum_grads, accum_vars, hyper_rows, flags=flags, apply=apply
+    )
+
+  @call.def_vmap
+  def rule(axis_size: int, in_batched: Any, *args: Any) -> tuple[Any, Any]:
+    def lift(x: jax.Array, batched: bool) -> jax.Array:
+      return x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
+
+    lifted = jax.tree.map(lift, list(args), list(in_batched))
+    grads, params, accum_grads, accum_vars, hyper_rows = lifted
+    hyper_rows = hyper_rows.reshape(-1, hyper_rows.shape[-1])
+    out = call(grads, params, accum_grads, accum_vars, hyper_rows)
+    return out, jax.tree.map(lambda _: True, out)
+
+  return call
+
+
+def _group_kernel(
+  grads: list[jax.Array],
+  params: list[jax.Array] | None,
+  accum_grads: list[jax.Array],
+  accum_vars: list[jax.Array],
+  hyper: jax.Array,
+  flags: np.ndarray,
+  apply: bool,
+) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+  """The kernel's group step, transformable like :func:`_group_jax`.
+
+  Its derivatives (``jax.jvp``, ``jax.grad``, ``jax.linearize``: hypergradients, meta-learning)
+  are those of :func:`_group_jax`, the same step in plain JAX; the primal values stay the
+  kernel's. Under :func:`jax.vmap` the kernel takes the whole batch (:func:`_batched_kernel_call`).
+  """
+  call = _batched_kernel_call(flags, apply)
+  jax_fn = functools.partial(_group_jax, flags=flags, apply=apply)
+
+  @jax.custom_jvp
+  def step(grads: Any, params: Any, accum_grads: Any, accum_vars: Any, hyper: jax.Array) -> Any:
+    return call(grads, params, accum_grads, accum_vars, hyper[None])
+
+  @step.defjvp
+  def step_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+    _, tangents_out = jax.jvp(jax_fn, primals, tangents)
+    return step(*primals), tangents_out
+
+  out, new_accum_grads, new_accum_vars = step(grads, params, accum_grads, accum_vars, hyper)
+  return list(out), list(new_accum_grads), list(new_accum_vars)
 
 
 def _group_jax(

@@ -151,6 +151,7 @@ constexpr int64_t kMinParallel = int64_t(1) << 18;
 
 struct Leaf {
   int64_t n;
+  int64_t segment;  // elements per segment: each segment has its own hyperparameter row
   const void* g;
   void* x;
   void* a;
@@ -203,51 +204,70 @@ T ClipToValue(T v, T clip) {
   return v > clip ? clip : v;
 }
 
+// Calls fn(segment, lo, hi) for the parts of [lo, hi) of `leaf` in each of its segments.
+template <typename F>
+void ForSegments(const Leaf& leaf, int64_t lo, int64_t hi, F&& fn) {
+  while (lo < hi) {
+    const int64_t s = lo / leaf.segment;
+    const int64_t end = std::min(hi, (s + 1) * leaf.segment);
+    fn(s, lo, end);
+    lo = end;
+  }
+}
+
+// `hyper` holds `segments` rows of kNumHyper values: element i of a leaf of n elements uses row
+// i / (n / segments). One row is the plain step; under jax.vmap the Python side passes one row
+// per batch element, so a batch of B problems is one call over leaves B times larger. Leaves
+// with per-leaf norm clipping first take their squared norms per segment, in double.
 template <typename T>
-void RunTree(const std::vector<Leaf>& leaves, const T* hyper, bool apply) {
+void RunTree(const std::vector<Leaf>& leaves, const T* hyper, int64_t segments, bool apply) {
   const auto work = Partition(leaves);
-  // Phase 1, only for leaves with per-leaf norm clipping: their squared norms, in double.
-  std::vector<double> partial;
-  std::vector<std::vector<size_t>> slot(work.size());
+  const size_t rows = leaves.size() * segments;
   bool any_norm = false;
   for (const Leaf& leaf : leaves) any_norm |= (leaf.flags & kNormClip) != 0;
-  std::vector<std::array<T, kNumHyper>> leaf_hyper(leaves.size());
-  for (size_t i = 0; i < leaves.size(); ++i) std::copy(hyper, hyper + kNumHyper, leaf_hyper[i].begin());
-  if (any_norm) {
-    size_t count = 0;
-    for (size_t t = 0; t < work.size(); ++t) {
-      for (size_t k = 0; k < work[t].size(); ++k) slot[t].push_back(count++);
+  std::vector<std::array<T, kNumHyper>> leaf_hyper(rows);
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    for (int64_t s = 0; s < segments; ++s) {
+      std::copy(hyper + s * kNumHyper, hyper + (s + 1) * kNumHyper, leaf_hyper[i * segments + s].begin());
     }
-    partial.assign(count, 0.0);
-    std::vector<std::thread> workers;
+  }
+  if (any_norm) {
+    // One row of partial sums per thread, added in thread order: the result does not depend on
+    // timing.
+    std::vector<std::vector<double>> partial(work.size());
     auto norm_pass = [&](size_t t) {
-      for (size_t k = 0; k < work[t].size(); ++k) {
-        const Piece& p = work[t][k];
+      partial[t].assign(rows, 0.0);
+      for (const Piece& p : work[t]) {
         const Leaf& leaf = leaves[p.leaf];
         if (!(leaf.flags & kNormClip)) continue;
         const T* g = static_cast<const T*>(leaf.g);
         const bool clip_value = leaf.flags & kClipValue;
-        double sum = 0.0;
-        for (int64_t i = p.lo; i < p.hi; ++i) {
-          const T v = clip_value ? ClipToValue(g[i], hyper[kClip]) : g[i];
-          sum += double(v) * double(v);
-        }
-        partial[slot[t][k]] = sum;
+        ForSegments(leaf, p.lo, p.hi, [&](int64_t s, int64_t lo, int64_t hi) {
+          const T clip = hyper[s * kNumHyper + kClip];
+          double sum = 0.0;
+          for (int64_t i = lo; i < hi; ++i) {
+            const T v = clip_value ? ClipToValue(g[i], clip) : g[i];
+            sum += double(v) * double(v);
+          }
+          partial[t][p.leaf * segments + s] += sum;
+        });
       }
     };
+    std::vector<std::thread> workers;
     for (size_t t = 1; t < work.size(); ++t) workers.emplace_back(norm_pass, t);
     norm_pass(0);
     for (auto& w : workers) w.join();
-    std::vector<double> squared(leaves.size(), 0.0);
-    for (size_t t = 0; t < work.size(); ++t) {
-      for (size_t k = 0; k < work[t].size(); ++k) squared[work[t][k].leaf] += partial[slot[t][k]];
-    }
     for (size_t i = 0; i < leaves.size(); ++i) {
       if (!(leaves[i].flags & kNormClip)) continue;
-      // tf.clip_by_norm: g * c / max(||g||, c); the sign flip is already in the scale.
-      const T norm = T(std::sqrt(squared[i]));
-      const T c = hyper[kClipNorm];
-      leaf_hyper[i][kGradScale] = hyper[kGradScale] * (c / (norm > c ? norm : c));
+      for (int64_t s = 0; s < segments; ++s) {
+        const size_t row = i * segments + s;
+        double squared = 0.0;
+        for (size_t t = 0; t < work.size(); ++t) squared += partial[t][row];
+        // tf.clip_by_norm: g * c / max(||g||, c); the sign flip is already in the scale.
+        const T norm = T(std::sqrt(squared));
+        const T c = hyper[s * kNumHyper + kClipNorm];
+        leaf_hyper[row][kGradScale] = hyper[s * kNumHyper + kGradScale] * (c / (norm > c ? norm : c));
+      }
     }
   }
   Parallel(work, [&](const Piece& p) {
@@ -255,7 +275,10 @@ void RunTree(const std::vector<Leaf>& leaves, const T* hyper, bool apply) {
     int32_t flags = leaf.flags & (kClipValue | kScale | kCoupled | kDecoupled);
     if (leaf.flags & kNormClip) flags |= kScale;
     if (apply) flags |= kApply;
-    Select<T>(flags)(p.lo, p.hi, leaf.g, leaf.x, leaf.a, leaf.d, leaf.out, leaf_hyper[p.leaf].data());
+    const LoopFn loop = Select<T>(flags);
+    ForSegments(leaf, p.lo, p.hi, [&](int64_t s, int64_t lo, int64_t hi) {
+      loop(lo, hi, leaf.g, leaf.x, leaf.a, leaf.d, leaf.out, leaf_hyper[p.leaf * segments + s].data());
+    });
   });
 }
 
@@ -266,8 +289,9 @@ ffi::Error TreeImpl(ffi::Buffer<DT> hyper, ffi::Buffer<ffi::S32> flags, ffi::Rem
   const bool apply = mode & 1, has_params = mode & 2;
   const size_t n_leaves = flags.element_count();
   const size_t per_leaf_args = has_params ? 4 : 3;
-  if (hyper.element_count() != kNumHyper) {
-    return ffi::Error::InvalidArgument("adadelta kernel: hyperparameter vector has wrong length");
+  const int64_t segments = static_cast<int64_t>(hyper.element_count() / kNumHyper);
+  if (segments == 0 || hyper.element_count() % kNumHyper != 0) {
+    return ffi::Error::InvalidArgument("adadelta kernel: hyperparameter rows have wrong length");
   }
   if (args.size() != per_leaf_args * n_leaves || rets.size() != 3 * n_leaves || (apply && !has_params)) {
     return ffi::Error::InvalidArgument("adadelta kernel: wrong number of buffers");
@@ -289,6 +313,9 @@ ffi::Error TreeImpl(ffi::Buffer<DT> hyper, ffi::Buffer<ffi::S32> flags, ffi::Rem
         g->element_type() != DT || a->element_type() != DT || d->element_type() != DT) {
       return ffi::Error::InvalidArgument("adadelta kernel: leaf shapes or dtypes differ");
     }
+    if (n % segments != 0) {
+      return ffi::Error::InvalidArgument("adadelta kernel: leaf size not a multiple of the segments");
+    }
     void* x = nullptr;
     if (has_params) {
       auto x_in = args.get<ffi::AnyBuffer>(n_leaves + i);
@@ -307,10 +334,10 @@ ffi::Error TreeImpl(ffi::Buffer<DT> hyper, ffi::Buffer<ffi::S32> flags, ffi::Rem
         std::memcpy(dst->untyped_data(), src.untyped_data(), n * sizeof(T));
       }
     }
-    leaves[i] = {static_cast<int64_t>(n), g->untyped_data(), x, (*a_out)->untyped_data(), (*d_out)->untyped_data(),
+    leaves[i] = {static_cast<int64_t>(n), static_cast<int64_t>(n) / segments, g->untyped_data(), x, (*a_out)->untyped_data(), (*d_out)->untyped_data(),
                  apply ? nullptr : (*out)->untyped_data(), flags.typed_data()[i]};
   }
-  RunTree<T>(leaves, hyper.typed_data(), apply);
+  RunTree<T>(leaves, hyper.typed_data(), segments, apply);
   return ffi::Error::Success();
 }
 
@@ -370,7 +397,7 @@ ffi::Error FloorImpl(ffi::RemainingArgs args, ffi::RemainingRets rets) {
     if (g.has_error() || x.has_error() || a.has_error() || d.has_error()) {
       return ffi::Error::InvalidArgument("adadelta floor: could not decode a buffer");
     }
-    leaves[i] = {static_cast<int64_t>(g->element_count()), g->untyped_data(), (*x)->untyped_data(),
+    leaves[i] = {static_cast<int64_t>(g->element_count()), 0, g->untyped_data(), (*x)->untyped_data(),
                  (*a)->untyped_data(), (*d)->untyped_data(), nullptr, 0};
   }
   Parallel(Partition(leaves), [&](const Piece& p) {
@@ -397,3 +424,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaTreeF32, TreeImpl<ffi::F32>, ADADELTA_BIND
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaTreeF64, TreeImpl<ffi::F64>, ADADELTA_BIND_TREE(ffi::F64));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaFloorF32, FloorImpl<ffi::F32>, ADADELTA_BIND_FLOOR(ffi::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaFloorF64, FloorImpl<ffi::F64>, ADADELTA_BIND_FLOOR(ffi::F64));
+
+// The XLA FFI API version of the headers this library was compiled against (the version every
+// handler above reports when it is registered). XLA refuses a handler newer than the running
+// jaxlib's API and, once that check has failed, cannot start its CPU backend at all, so the Python
+// side (adadelta_optax/_fast.py) reads this first and registers nothing when jaxlib is too old.
+extern "C" __attribute__((visibility("default"))) void AdadeltaFfiApiVersion(int32_t* major,
+                                                                            int32_t* minor) {
+  *major = XLA_FFI_API_MAJOR;
+  *minor = XLA_FFI_API_MINOR;
+}
