@@ -33,6 +33,16 @@ GROUP_KEYS = (
   "differentiable",
   "params",
 )
+#: Keys that older torch releases did not save (``maximize`` came in 1.11, ``foreach`` in 1.12,
+#: ``capturable`` and ``differentiable`` in 2.0) and ``param_names`` (2.6, only for named
+#: parameters): ``torch.optim.Adadelta.load_state_dict`` fills the first four with these defaults.
+OPTIONAL_GROUP_KEYS = {
+  "maximize": False,
+  "foreach": None,
+  "capturable": False,
+  "differentiable": False,
+  "param_names": None,
+}
 _SHARED = ("lr", "rho", "eps", "maximize")
 
 
@@ -48,6 +58,17 @@ def _scalar(where: str, value: Any) -> float:
   if array.size != 1 or array.dtype.kind not in "biuf":
     raise TypeError(f"{where} must be a real number, got {value!r}.")
   return float(array.reshape(()))
+
+
+def _flag(where: str, value: Any) -> bool:
+  if hasattr(value, "detach"):  # a one-element torch bool tensor, without importing torch
+    value = _to_numpy(value)
+    value = value.reshape(()) if value.size == 1 else value
+  if isinstance(value, np.ndarray) and value.shape == () and value.dtype == np.bool_:
+    value = value.item()
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(f"{where} must be a bool, got {value!r} ({type(value).__name__}).")
+  return bool(value)
 
 
 def _leaf_map(
@@ -92,7 +113,7 @@ def _group_settings(param_groups: Any) -> tuple[dict[str, Any], list[float], lis
     where = f"param_groups[{g}]"
     if not isinstance(group, Mapping):
       raise TypeError(f"{where} must be a dict, got {group!r}.")
-    unknown = sorted(set(group) - set(GROUP_KEYS) - {"initial_lr"})
+    unknown = sorted(set(group) - set(GROUP_KEYS) - set(OPTIONAL_GROUP_KEYS) - {"initial_lr"})
     if unknown:
       raise TypeError(
         f"{where} has unknown key(s) {unknown}; torch.optim.Adadelta has {GROUP_KEYS}."
@@ -105,9 +126,12 @@ def _group_settings(param_groups: Any) -> tuple[dict[str, Any], list[float], lis
         stacklevel=3,
       )
     for key in _SHARED:
-      if key not in group:
+      if key not in group and key not in OPTIONAL_GROUP_KEYS:
         raise TypeError(f"{where} misses key {key!r}.")
-      value = bool(group[key]) if key == "maximize" else _scalar(f"{where}[{key!r}]", group[key])
+      if key == "maximize":
+        value = _flag(f"{where}['maximize']", group.get(key, OPTIONAL_GROUP_KEYS[key]))
+      else:
+        value = _scalar(f"{where}[{key!r}]", group[key])
       if key in shared and shared[key] != value:
         raise ValueError(
           f"{where}[{key!r}] = {value!r} differs from param_groups[0]'s {shared[key]!r}: one "
@@ -117,6 +141,16 @@ def _group_settings(param_groups: Any) -> tuple[dict[str, Any], list[float], lis
     params = group.get("params")
     if not isinstance(params, (list, tuple)):
       raise TypeError(f"{where}['params'] must be a list of parameter ids, got {params!r}.")
+    names = group.get("param_names")
+    if names is not None and (
+      not isinstance(names, (list, tuple))
+      or len(names) != len(params)
+      or not all(isinstance(name, str) for name in names)
+    ):
+      raise TypeError(
+        f"{where}['param_names'] must be a list of {len(params)} names (one per entry of "
+        f"'params'), got {names!r}."
+      )
     ids.extend(int(p) for p in params)
     decays.extend(
       [_scalar(f"{where}['weight_decay']", group.get("weight_decay", 0.0))] * len(params)

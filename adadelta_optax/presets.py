@@ -1,7 +1,9 @@
 """Adadelta with the exact defaults and conventions of each framework.
 
-Every preset returns an :class:`adadelta_optax.Adadelta`; keyword arguments override the
-preset's defaults (any argument of :func:`adadelta_optax.adadelta`).
+Every preset is :func:`adadelta_optax.adadelta` with the framework's defaults: it takes the same
+arguments (positionally or by name; its signature shows the preset's defaults) and returns an
+:class:`adadelta_optax.Adadelta`. Presets wrap like ``adadelta`` itself, e.g. in
+:func:`optax.inject_hyperparams`.
 
 ===========  ======  =====  =======  ====================================================
 preset       lr      rho    epsilon  conventions
@@ -23,53 +25,87 @@ Example:
   >>> from adadelta_optax import presets
   >>> presets.torch(weight_decay=1e-2).hyperparams["rho"]
   0.9
+  >>> import optax
+  >>> tx = optax.inject_hyperparams(presets.torch)(learning_rate=0.1)
+  >>> float(tx.init({"w": 1.0}).hyperparams["rho"])
+  0.9
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from adadelta_optax._alias import Adadelta, adadelta
 
 
-def _preset(defaults: dict[str, Any], overrides: dict[str, Any]) -> Adadelta:
-  return adadelta(**{**defaults, **overrides})
+def _preset(**defaults: Any) -> Callable[[Callable[..., Adadelta]], Callable[..., Adadelta]]:
+  """Makes a preset: :func:`adadelta` with other defaults, and :func:`adadelta`'s signature.
+
+  The signature is a real one (``inspect.signature`` shows every argument with the preset's
+  default), so that the preset can be wrapped like :func:`adadelta` itself: by
+  :func:`optax.inject_hyperparams`, which binds arguments by name, positionally, or with
+  ``static_args``.
+  """
+  base = inspect.signature(adadelta)
+  unknown = set(defaults) - set(base.parameters)
+  assert not unknown, unknown
+  signature = base.replace(
+    parameters=[
+      p.replace(default=defaults.get(name, p.default)) for name, p in base.parameters.items()
+    ]
+  )
+
+  def decorate(documented: Callable[..., Adadelta]) -> Callable[..., Adadelta]:
+    # `documented` receives every argument of adadelta(), bound with the preset's defaults.
+    @functools.wraps(documented)
+    def preset(*args: Any, **kwargs: Any) -> Adadelta:
+      bound = signature.bind(*args, **kwargs)  # a TypeError naming an unknown argument
+      bound.apply_defaults()
+      return documented(**bound.arguments)
+
+    preset.__signature__ = signature  # type: ignore[attr-defined]
+    return preset
+
+  return decorate
 
 
-def paper(**overrides: Any) -> Adadelta:
+@_preset(learning_rate=1.0, rho=0.95, epsilon=1e-6)
+def paper(**arguments: Any) -> Adadelta:
   """Zeiler 2012's MNIST setting: ``rho=0.95``, ``epsilon=1e-6``, unit learning rate."""
-  return _preset(dict(learning_rate=1.0, rho=0.95, epsilon=1e-6), overrides)
+  return adadelta(**arguments)
 
 
-def keras_v1(**overrides: Any) -> Adadelta:
+@_preset(learning_rate=1.0, rho=0.95, epsilon=1e-7, decay=0.0)
+def keras_v1(**arguments: Any) -> Adadelta:
   """tf.keras 1.x ``keras.optimizers.Adadelta``: ``lr=1.0, rho=0.95, epsilon=K.epsilon()=1e-7``."""
-  return _preset(dict(learning_rate=1.0, rho=0.95, epsilon=1e-7, decay=0.0), overrides)
+  return adadelta(**arguments)
 
 
-def keras_v2(**overrides: Any) -> Adadelta:
+@_preset(learning_rate=0.001, rho=0.95, epsilon=1e-7, decay=0.0)
+def keras_v2(**arguments: Any) -> Adadelta:
   """tf.keras 2.x ``tf.keras.optimizers.Adadelta``: ``learning_rate=0.001, rho=0.95, 1e-7``."""
-  return _preset(dict(learning_rate=0.001, rho=0.95, epsilon=1e-7, decay=0.0), overrides)
+  return adadelta(**arguments)
 
 
-def keras3(**overrides: Any) -> Adadelta:
+@_preset(learning_rate=0.001, rho=0.95, epsilon=1e-7, decoupled_weight_decay=True)
+def keras3(**arguments: Any) -> Adadelta:
   """Keras 3 ``keras.optimizers.Adadelta``: ``0.001, 0.95, 1e-7``, decoupled weight decay."""
-  return _preset(
-    dict(learning_rate=0.001, rho=0.95, epsilon=1e-7, decoupled_weight_decay=True), overrides
-  )
+  return adadelta(**arguments)
 
 
-def torch(**overrides: Any) -> Adadelta:
+@_preset(learning_rate=1.0, rho=0.9, epsilon=1e-6, decoupled_weight_decay=False)
+def torch(**arguments: Any) -> Adadelta:
   """``torch.optim.Adadelta``: ``lr=1.0, rho=0.9, eps=1e-6``, coupled weight decay."""
-  return _preset(
-    dict(learning_rate=1.0, rho=0.9, epsilon=1e-6, decoupled_weight_decay=False), overrides
-  )
+  return adadelta(**arguments)
 
 
-def optax(**overrides: Any) -> Adadelta:
+@_preset(learning_rate=1.0, rho=0.9, epsilon=1e-6, decoupled_weight_decay=False)
+def optax(**arguments: Any) -> Adadelta:
   """``optax.adadelta``: ``rho=0.9, eps=1e-6``, coupled weight decay (learning rate 1.0)."""
-  return _preset(
-    dict(learning_rate=1.0, rho=0.9, epsilon=1e-6, decoupled_weight_decay=False), overrides
-  )
+  return adadelta(**arguments)
 
 
 __all__ = ["keras3", "keras_v1", "keras_v2", "optax", "paper", "torch"]

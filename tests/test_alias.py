@@ -170,6 +170,30 @@ def test_presets_defaults():
   assert (default["learning_rate"], default["rho"], default["epsilon"]) == (1.0, 0.95, 1e-7)
 
 
+PRESETS = ["paper", "keras_v1", "keras_v2", "keras3", "torch", "optax"]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_wrap_like_adadelta(name):
+  """optax.inject_hyperparams(preset) works like inject_hyperparams(adadelta): the preset's own
+  defaults stay, the injected learning rate steers the numbers, and static_args are accepted."""
+  preset = getattr(adadelta_optax.presets, name)
+  defaults = preset().hyperparams
+  params = {"w": jnp.linspace(-1.0, 1.0, 6), "b": jnp.ones(2)}
+  grads = jax.tree.map(lambda x: 0.3 * x + 0.1, params)
+  injected = optax.inject_hyperparams(preset)(learning_rate=0.1)
+  state = injected.init(params)
+  for field in ("rho", "epsilon", "decay", "weight_decay"):
+    np.testing.assert_allclose(state.hyperparams[field], defaults[field], rtol=1e-7)
+  updates, _ = jax.jit(injected.update)(grads, state, params)
+  expected, _ = preset(learning_rate=0.1).update(grads, preset().init(params), params)
+  assert_leaves_close(jax.tree.leaves(updates), jax.tree.leaves(expected), 1e-6, name)
+  # Positional arguments and static_args bind as for adadelta().
+  assert preset(0.25).hyperparams["learning_rate"] == 0.25
+  static = optax.inject_hyperparams(preset, static_args=("weight_decay",))(weight_decay=0.0)
+  assert "weight_decay" not in static.init(params).hyperparams
+
+
 def test_optax_preset_matches_optax_adadelta():
   """presets.optax() equals optax.adadelta (with a learning rate) on real-valued trees."""
   rng = np.random.default_rng(2)

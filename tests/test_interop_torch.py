@@ -166,3 +166,33 @@ def test_jax_state_back_into_torch(case):
   _torch_train(model, opt, M_STEPS, x, y)
   params, state = _run_jax(tx, params, state, M_STEPS, x, y, False)
   _compare(tx, params, state, model, opt, case, ("PyTorch", f"{case} (JAX to torch)"))
+
+
+@pytest.mark.parametrize("case", ["lr_rho_eps", "bias_without_decay"])
+def test_resume_from_an_older_torch_state_dict(case):
+  """A state dict saved by torch < 1.11 has no ``maximize``, ``foreach``, ``capturable`` or
+  ``differentiable`` in its groups. torch's own ``load_state_dict`` fills them with its defaults
+  (``maximize=False``); so does :func:`from_torch_state_dict`, and training resumes identically.
+  A 2.6+ state dict of named parameters (``param_names``) is accepted as torch accepts it too."""
+  x, y = data()
+  model = _torch_model(np.float64)
+  opt = _torch_optimizer(model, case)
+  _torch_train(model, opt, K_STEPS, x, y)
+  saved = opt.state_dict()
+  for group in saved["param_groups"]:
+    for key in ("maximize", "foreach", "capturable", "differentiable"):
+      del group[key]
+    group["param_names"] = [f"p{i}" for i in group["params"]]
+
+  resumed = _torch_optimizer(model, case)
+  resumed.load_state_dict(saved)  # torch accepts it
+  assert resumed.param_groups[0]["maximize"] is False
+  order, axes = _order(case)
+  params = _as_jax(model)
+  tx, state = adadelta_optax.from_torch_state_dict(saved, params, order=order, axes=axes)
+  assert tx.hyperparams["maximize"] is False and int(state.count) == K_STEPS
+  _torch_train(model, resumed, M_STEPS, x, y)
+  params, state = _run_jax(tx, params, state, M_STEPS, x, y, False)
+  for group in resumed.param_groups:  # what to_torch_state_dict writes: today's full groups
+    group.pop("param_names", None)
+  _compare(tx, params, state, model, resumed, case, ("PyTorch", f"older state dict {case}"))

@@ -85,6 +85,12 @@ TORCH_BAD = [
   (_edit(("param_groups", 0, "params"), [0, 2]), ValueError, "number the parameters"),
   (_edit(("param_groups", 0, "eps"), 0.0), ValueError, "epsilon must be"),
   (_edit(("param_groups",), []), TypeError, "non-empty list"),
+  (
+    _edit(("param_groups", 0, "maximize"), "False"),
+    TypeError,
+    r"param_groups\[0\]\['maximize'\] must be a bool, got 'False'",
+  ),
+  (_edit(("param_groups", 0, "param_names"), ["w"]), TypeError, "one per entry of 'params'"),
   ({"state": {}}, TypeError, "exactly the keys"),
 ]
 
