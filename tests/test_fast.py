@@ -18,6 +18,8 @@ import pytest
 import adadelta_optax
 from adadelta_optax import _fast
 
+import reference
+
 from helpers import (
   OPTIONS,
   _options,
@@ -321,3 +323,20 @@ def test_flatten_params_round_trip_and_training():
     np.testing.assert_allclose(np.float64(a), np.float64(b), rtol=1e-6, atol=1e-7)
   with pytest.raises(ValueError, match="unflatten expects buffers"):
     unflatten({"float32": jnp.zeros(3)})
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_tiny_gradients_step_exactly_as_the_reference(implementation):
+  """float64, eps 1e-7, gradients far below sqrt(eps): A + eps == eps == D + eps, so the ratio
+  of the roots is exactly 1 and the first update is exactly -lr * g (the NumPy reference's
+  ``sqrt(D + eps) / sqrt(A + eps) * g``). The kernel once took ``1 / sqrt(A + eps)`` first and
+  was an ulp off there, while the fused and reference paths were exact."""
+  params = {"w": jnp.asarray([1.0, 2.0, 3.0, 4.0], jnp.float64)}
+  grads = {"w": jnp.asarray([1e-30, -1e-30, 1e-300, 3e-20], jnp.float64)}
+  tx = adadelta_optax.adadelta(epsilon=1e-7, implementation=implementation)
+  assert tx.implementation == implementation
+  updates, state = jax.jit(tx.update)(grads, tx.init(params), params)
+  ref = run_reference([params["w"]], [[grads["w"]]], reference.Options(epsilon=1e-7))
+  np.testing.assert_array_equal(updates["w"], -np.asarray(grads["w"]))
+  np.testing.assert_array_equal(params["w"] + updates["w"], ref.params[0])
+  np.testing.assert_array_equal(state.accum_var["w"], ref.accum_var[0])
