@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -46,23 +47,34 @@ OPTIONAL_GROUP_KEYS = {
 _SHARED = ("lr", "rho", "eps", "maximize")
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-  if hasattr(value, "detach"):  # a torch tensor, without importing torch
-    value = value.detach().cpu().resolve_conj()
-    return value.numpy().copy()  # torch keeps updating its tensors in place
-  return np.array(value, copy=True)
-
-
 def _scalar(where: str, value: Any) -> float:
-  array = _to_numpy(value)
-  if array.size != 1 or array.dtype.kind not in "biuf":
-    raise TypeError(f"{where} must be a real number, got {value!r}.")
-  return float(array.reshape(()))
+  """A real number (not a bool, not a string), finite; a TypeError/ValueError naming ``where``."""
+  if isinstance(value, (bool, np.bool_, str, bytes)):
+    raise TypeError(f"{where} must be a real number, got {value!r} ({type(value).__name__}).")
+  try:
+    array = _weights.as_numpy(where, value)
+  except TypeError:
+    array = np.zeros(0)  # not numeric at all (e.g. an int beyond float64): refused below
+  if array.size != 1 or array.dtype.kind not in "iuf":
+    raise TypeError(f"{where} must be a real number, got {value!r:.60} ({type(value).__name__}).")
+  number = float(array.reshape(()))
+  if not np.isfinite(number):
+    raise ValueError(f"{where} must be finite, got {number}.")
+  return number
+
+
+def _index(where: str, value: Any) -> int:
+  """A torch parameter index: an int (Python or NumPy; not a bool, float or string)."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    raise TypeError(
+      f"{where} must be an integer parameter index, got {value!r} ({type(value).__name__})."
+    )
+  return int(value)
 
 
 def _flag(where: str, value: Any) -> bool:
   if hasattr(value, "detach"):  # a one-element torch bool tensor, without importing torch
-    value = _to_numpy(value)
+    value = _weights.as_numpy(where, value)
     value = value.reshape(()) if value.size == 1 else value
   if isinstance(value, np.ndarray) and value.shape == () and value.dtype == np.bool_:
     value = value.item()
@@ -151,7 +163,7 @@ def _group_settings(param_groups: Any) -> tuple[dict[str, Any], list[float], lis
         f"{where}['param_names'] must be a list of {len(params)} names (one per entry of "
         f"'params'), got {names!r}."
       )
-    ids.extend(int(p) for p in params)
+    ids.extend(_index(f"{where}['params'][{k}]", p) for k, p in enumerate(params))
     decays.extend(
       [_scalar(f"{where}['weight_decay']", group.get("weight_decay", 0.0))] * len(params)
     )
@@ -244,12 +256,19 @@ def load_torch_state(
   leaf_of = _leaf_map(n, paths, order)
   if not isinstance(torch_state, Mapping):
     raise TypeError(f"state_dict['state'] must be a dict, got {type(torch_state).__name__}.")
-  keys = {int(k): k for k in torch_state}
+  keys = {_index(f"state_dict['state'] key {k!r}", k): k for k in torch_state}
   extra = sorted(set(keys) - set(range(n)))
   if extra:
     raise ValueError(f"state_dict['state'] has entries {extra} for parameters that do not exist.")
   if not keys:
-    return _weights.replace_state(state, inner, inner._replace(count=inner.count * 0))
+    # torch after load_state_dict of an empty state: no step taken, no accumulators (they start
+    # at zero on the first step), whatever this state held before.
+    fresh = inner._replace(
+      count=jnp.zeros_like(inner.count),
+      accum_grad=jax.tree.map(jnp.zeros_like, inner.accum_grad),
+      accum_var=jax.tree.map(jnp.zeros_like, inner.accum_var),
+    )
+    return _weights.replace_state(state, inner, fresh)
   missing = sorted(set(range(n)) - set(keys))
   if missing:
     raise ValueError(
@@ -268,14 +287,14 @@ def load_torch_state(
     if not isinstance(entry, Mapping) or set(entry) != {"step", "square_avg", "acc_delta"}:
       got = sorted(entry) if isinstance(entry, Mapping) else type(entry).__name__
       raise ValueError(f"{where} must have keys ['acc_delta', 'square_avg', 'step'], got {got}.")
-    step = _scalar(f"{where}['step']", entry["step"])
+    step = _scalar(f"{where}['step']", entry["step"])  # finite
     if step != int(step) or step < 0:
       raise ValueError(f"{where}['step'] must be a whole number >= 0, got {step}.")
     steps.append(int(step))
     leaf = leaf_of[i]
     for key in ("square_avg", "acc_delta"):
       like = old[key][leaf]
-      array = _to_numpy(entry[key])
+      array = _weights.as_numpy(f"{where}[{key!r}]", entry[key])
       if array.ndim == np.ndim(like):
         array = np.transpose(array, _axes_of(axes, i, array.ndim))
       new[key][leaf] = _weights.checked(
@@ -294,6 +313,13 @@ def load_torch_state(
     accum_var=jax.tree.unflatten(flat[1], new["acc_delta"]),
   )
   return _weights.replace_state(state, inner, replacement)
+
+
+def _to_torch(torch: Any, array: np.ndarray) -> Any:
+  """A torch tensor of its own (a copy) with ``array``'s values and dtype, bfloat16 included."""
+  if array.dtype == jnp.bfloat16:  # NumPy has no bfloat16: through float32, exactly
+    return torch.from_numpy(array.astype(np.float32)).to(torch.bfloat16)
+  return torch.from_numpy(array.copy())
 
 
 def to_torch_state_dict(
@@ -382,7 +408,7 @@ def to_torch_state_dict(
       # Copies: torch updates its state in place, and np.asarray of a JAX array may alias it.
       torch_state[i] = {
         "step": torch.tensor(float(count)),
-        "square_avg": torch.from_numpy(np.transpose(np.array(grads[leaf]), inverse).copy()),
-        "acc_delta": torch.from_numpy(np.transpose(np.array(variances[leaf]), inverse).copy()),
+        "square_avg": _to_torch(torch, np.transpose(np.array(grads[leaf]), inverse)),
+        "acc_delta": _to_torch(torch, np.transpose(np.array(variances[leaf]), inverse)),
       }
   return {"state": torch_state, "param_groups": param_groups}

@@ -52,25 +52,51 @@ def get_weights(state: Any) -> list[np.ndarray]:
   )
 
 
+def as_numpy(entry: str, value: Any) -> np.ndarray:
+  """``value`` (an array, a list, a NumPy/JAX/torch array or tensor) as a NumPy array copy.
+
+  torch tensors are detached (one that requires grad is fine) and bfloat16 ones converted
+  exactly (NumPy has no bfloat16; ``ml_dtypes`` has), without importing torch.
+
+  Raises:
+    TypeError: naming ``entry``, for something that is no numeric array.
+  """
+  try:
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
+      value = value.detach().cpu().resolve_conj()
+      if str(value.dtype) == "torch.bfloat16":
+        return value.float().numpy().astype(jnp.bfloat16)  # exact: bfloat16 -> float32 -> back
+      return value.numpy().copy()  # torch keeps updating its tensors in place
+    array = np.array(value, copy=True)
+  except (TypeError, ValueError, RuntimeError, OverflowError) as error:
+    raise TypeError(f"{entry} must be a numeric array, got {type(value).__name__}: {error}") from None
+  if array.dtype.kind not in "biufc" and array.dtype != jnp.bfloat16:
+    raise TypeError(f"{entry} must be a numeric array, got dtype {array.dtype} ({value!r:.80}).")
+  return array
+
+
 def checked(
   entry: str, value: Any, like: jax.Array, *, accumulator: bool, nonnegative: bool = True
 ) -> jax.Array:
-  """``value`` as an array like ``like``, or a ValueError naming ``entry`` (shape, kind, value).
+  """``value`` as an array like ``like``, or an error naming ``entry`` (shape, kind, value).
 
-  ``accumulator``: a finite array, ``>= 0`` if ``nonnegative``; else a count in the int range.
+  ``accumulator``: a finite array, ``>= 0`` if ``nonnegative``, and still finite in the state's
+  dtype (1e300 does not fit a float32 state); else a count in the int range.
   """
-  array = np.asarray(value)
+  array = as_numpy(entry, value)
   if array.shape != np.shape(like):
     raise ValueError(f"{entry}: expected shape {np.shape(like)}, got {array.shape}.")
   want = jnp.dtype(like.dtype)
-  kinds = {"f": "floating", "c": "complex", "i": "integer", "u": "integer"}
-  want_kind = (
-    "c"
-    if jnp.issubdtype(want, jnp.complexfloating)
-    else ("f" if jnp.issubdtype(want, jnp.floating) else "i")
-  )
-  have_kind = {"V": "f"}.get(array.dtype.kind, array.dtype.kind)  # bfloat16 shows as "V"
-  have_kind = "i" if have_kind == "u" else have_kind
+  kinds = {"f": "floating", "c": "complex", "i": "integer", "b": "bool"}
+
+  def kind(dtype: Any) -> str:
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+      return "c"
+    if jnp.issubdtype(dtype, jnp.floating):
+      return "f"
+    return "b" if dtype == np.bool_ else "i"
+
+  want_kind, have_kind = kind(want), kind(array.dtype)
   if have_kind != want_kind:
     raise ValueError(
       f"{entry}: expected a {kinds[want_kind]} array (the state holds {want.name}), got "
@@ -85,10 +111,17 @@ def checked(
         f"{entry}: a moving average of squares must be finite and >= 0 everywhere, got "
         f"{non_finite} non-finite and {negative} negative values."
       )
+    finfo = jnp.finfo(want)
+    largest = max((float(np.max(np.abs(p))) for p in parts if p.size), default=0.0)
+    if largest > float(finfo.max):
+      raise ValueError(
+        f"{entry}: values up to {largest:.3g} do not fit the state's {want.name} (largest "
+        f"finite {float(finfo.max):.3g}); they would become inf."
+      )
   else:
     limit = np.iinfo(want).max
-    if not 0 <= int(array) <= limit:
-      raise ValueError(f"{entry}: iterations must be in [0, {limit}], got {int(array)}.")
+    if array.ndim or not 0 <= int(array) <= limit:
+      raise ValueError(f"{entry}: iterations must be in [0, {limit}] (one integer), got {array}.")
   return jnp.array(array, dtype=want, copy=True)  # never alias the caller's (mutable) buffers
 
 

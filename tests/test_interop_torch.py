@@ -9,6 +9,7 @@ both must give the same params and state (float64: 1e-12, float32: 1e-6 relative
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 import torch
@@ -196,3 +197,48 @@ def test_resume_from_an_older_torch_state_dict(case):
   for group in resumed.param_groups:  # what to_torch_state_dict writes: today's full groups
     group.pop("param_names", None)
   _compare(tx, params, state, model, resumed, case, ("PyTorch", f"older state dict {case}"))
+
+
+def test_torch_tensors_are_accepted_as_weights():
+  """A torch tensor that requires grad (a live parameter's) is detached and copied; bfloat16
+  tensors keep their exact values."""
+  tx = adadelta_optax.adadelta(state_dtype=jax.numpy.bfloat16)
+  state = tx.init({"w": jax.numpy.ones(3, jax.numpy.bfloat16)})
+  live = torch.tensor([0.1, 0.2, 0.3], dtype=torch.bfloat16, requires_grad=True)
+  new = tx.set_weights(state, [np.int64(2), live, live.detach().abs()])
+  np.testing.assert_array_equal(
+    np.asarray(new.accum_grad["w"], np.float32), live.detach().float().numpy()
+  )
+
+
+def test_bfloat16_state_both_ways():
+  """torch training in bfloat16: its state dict loads (accumulators bit-exact), trains on, and
+  goes back into a fresh torch optimizer that accepts it, still bit-exact."""
+  model = torch.nn.Linear(3, 2).to(torch.bfloat16)
+  opt = torch.optim.Adadelta(model.parameters(), lr=0.5)
+  x = torch.linspace(-1, 1, 12, dtype=torch.bfloat16).reshape(4, 3)
+  for _ in range(3):
+    opt.zero_grad()
+    model(x).square().mean().backward()
+    opt.step()
+  params = {
+    "kernel": jax.numpy.asarray(model.weight.detach().float().numpy().T, jax.numpy.bfloat16),
+    "bias": jax.numpy.asarray(model.bias.detach().float().numpy(), jax.numpy.bfloat16),
+  }
+  order, axes = ["['kernel']", "['bias']"], {0: (1, 0)}
+  tx, state = adadelta_optax.from_torch_state_dict(opt.state_dict(), params, order=order, axes=axes)
+  assert state.accum_grad["kernel"].dtype == jax.numpy.bfloat16 and int(state.count) == 3
+  theirs = opt.state_dict()["state"]
+  np.testing.assert_array_equal(
+    np.asarray(state.accum_grad["kernel"], np.float32), theirs[0]["square_avg"].float().numpy().T
+  )
+  np.testing.assert_array_equal(
+    np.asarray(state.accum_var["bias"], np.float32), theirs[1]["acc_delta"].float().numpy()
+  )
+  back = adadelta_optax.to_torch_state_dict(tx, state, order=order, axes=axes)
+  assert back["state"][0]["square_avg"].dtype == torch.bfloat16
+  fresh = torch.optim.Adadelta(model.parameters(), lr=0.5)
+  fresh.load_state_dict(back)
+  for i in (0, 1):
+    for slot in ("square_avg", "acc_delta"):
+      assert torch.equal(fresh.state_dict()["state"][i][slot], theirs[i][slot]), (i, slot)

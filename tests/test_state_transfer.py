@@ -91,6 +91,15 @@ TORCH_BAD = [
     r"param_groups\[0\]\['maximize'\] must be a bool, got 'False'",
   ),
   (_edit(("param_groups", 0, "param_names"), ["w"]), TypeError, "one per entry of 'params'"),
+  (_edit(("param_groups", 0, "lr"), True), TypeError, r"\['lr'\] must be a real number, got True"),
+  (_edit(("param_groups", 0, "lr"), 10**400), TypeError, r"\['lr'\] must be a real number"),
+  (_edit(("param_groups", 0, "lr"), "0.5"), TypeError, r"\['lr'\] must be a real number"),
+  (_edit(("param_groups", 0, "params"), [0.0, 1]), TypeError, r"\['params'\]\[0\] must be an int"),
+  (_edit(("param_groups", 0, "params"), ["0", 1]), TypeError, r"\['params'\]\[0\] must be an int"),
+  (_edit(("state", 0.7), {}), TypeError, r"key 0.7"),
+  (_edit(("state", "0"), _torch_dict()["state"][0]), TypeError, r"key '0'"),
+  (_edit(("state", 0, "step"), float("inf")), ValueError, r"state\[0\]\['step'\] must be finite"),
+  (_edit(("state", 0, "step"), float("nan")), ValueError, r"state\[0\]\['step'\] must be finite"),
   ({"state": {}}, TypeError, "exactly the keys"),
 ]
 
@@ -124,6 +133,17 @@ def test_torch_scheduler_key_warns_and_empty_state_is_fresh():
   with pytest.warns(UserWarning, match="initial_lr"):
     _, state = adadelta_optax.from_torch_state_dict(sd, PARAMS)
   assert int(state.count) == 0
+
+
+def test_empty_torch_state_into_a_stepped_state_is_fresh():
+  """torch after loading an empty state: no count *and* no accumulators (zeros), whatever the
+  state held before (it once kept the old accumulators with count 0)."""
+  tx, stepped = adadelta_optax.from_torch_state_dict(_torch_dict(), PARAMS)
+  fresh = adadelta_optax.load_torch_state(stepped, {})
+  assert int(fresh.count) == 0
+  for leaf in jax.tree.leaves((fresh.accum_grad, fresh.accum_var)):
+    np.testing.assert_array_equal(leaf, 0)
+  np.testing.assert_array_equal(stepped.accum_var["w"], 0.4)  # the input is unchanged
 
 
 def test_torch_order_and_axes_errors():

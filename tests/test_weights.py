@@ -116,3 +116,32 @@ def test_shape_error_names_the_leaf():
 def test_state_without_adadelta_is_refused():
   with pytest.raises(ValueError, match="exactly one AdadeltaState"):
     adadelta_optax.get_weights(optax.sgd(0.1).init(jnp.ones(2)))
+
+
+@pytest.mark.parametrize(
+  ("state_dtype", "value"),
+  [(jnp.float32, np.float64(1e300)), (jnp.float16, np.float32(1e6)), (jnp.bfloat16, 1e39)],
+)
+def test_values_that_overflow_the_state_dtype_are_refused(state_dtype, value):
+  """1e300 in a float32 state (or 1e6 in float16) would be stored as inf: a ValueError names
+  the entry and the dtype's largest value; nothing is changed."""
+  tx = adadelta_optax.adadelta(state_dtype=state_dtype)
+  state = tx.init({"w": jnp.ones(2, state_dtype)})
+  big = np.asarray([value, 0.5], np.float64 if isinstance(value, float) else type(value))
+  with pytest.raises(ValueError, match=r"weights\[1\] \(accum_grad of \['w'\]\): values up to .* do not fit"):
+    tx.set_weights(state, [np.int64(1), big, np.zeros(2)])
+  np.testing.assert_array_equal(state.accum_grad["w"], 0)
+
+
+def test_weights_of_the_wrong_kind_name_the_entry():
+  """A structured (void) dtype, a string, a ragged list: a TypeError or ValueError naming
+  weights[i], not a NumPy error."""
+  tx = adadelta_optax.adadelta()
+  state = tx.init({"w": jnp.ones(2)})
+  structured = np.zeros(2, dtype=[("a", np.float32), ("b", np.float32)])
+  for bad in (structured, np.array(["a", "b"]), [[1.0], [2.0, 3.0]], "0.5"):
+    with pytest.raises((TypeError, ValueError), match=r"weights\[2\]"):
+      tx.set_weights(state, [np.int64(1), np.zeros(2), bad])
+  with pytest.raises(ValueError, match=r"weights\[0\] \(iterations\)"):
+    tx.set_weights(state, [True, np.zeros(2), np.zeros(2)])
+
