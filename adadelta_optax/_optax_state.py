@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import optax
 
-from adadelta_optax import _weights
+from adadelta_optax import _validation, _weights
 
 
 def _find(tree: Any, cls: type) -> list[Any]:
@@ -38,8 +38,9 @@ def load_optax_state(state: Any, optax_state: Any, *, count: int | None = None) 
     [0.1 0.1] 1
 
   Raises:
-    ValueError: no (or more than one) ``ScaleByAdaDeltaState`` / ``ScaleByScheduleState``, or
-      an entry with the wrong shape or value (named).
+    ValueError: no (or more than one) ``ScaleByAdaDeltaState`` / ``ScaleByScheduleState``, a
+      tree that differs from ``state``'s (keys, containers, shapes), or an entry with the wrong
+      value (named).
   """
   found = _find(optax_state, optax.ScaleByAdaDeltaState)
   if len(found) != 1:
@@ -55,10 +56,14 @@ def load_optax_state(state: Any, optax_state: Any, *, count: int | None = None) 
   if schedules:
     count = int(schedules[0].count)
   inner = _weights.find_state(state)
-  e_g, e_x = jax.tree.leaves(adadelta_state.e_g), jax.tree.leaves(adadelta_state.e_x)
-  if len(e_g) != len(jax.tree.leaves(inner.accum_grad)):
-    raise ValueError(
-      f"optax_state has {len(e_g)} leaves, the state {len(jax.tree.leaves(inner.accum_grad))}."
+  # The same tree (keys, containers, shapes), not only as many leaves: {x, y} is not {a, b}.
+  for name in ("e_g", "e_x"):
+    _validation.check_same_tree(
+      inner.accum_grad,
+      getattr(adadelta_state, name),
+      reference_name="state's accum_grad",
+      other_name=f"optax_state's {name}",
     )
+  e_g, e_x = jax.tree.leaves(adadelta_state.e_g), jax.tree.leaves(adadelta_state.e_x)
   weights = [np.asarray(inner.count if count is None else count), *e_g, *e_x]
   return _weights.set_weights(state, weights)

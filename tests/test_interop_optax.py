@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import optax
 import pytest
@@ -40,5 +41,25 @@ def test_bad_optax_state():
   with pytest.raises(ValueError, match="count=3 differs"):
     adadelta_optax.load_optax_state(state, theirs.init(init_params()), count=3)
   wrong = optax.adadelta(1.0).init([np.zeros(2)])
-  with pytest.raises(ValueError, match="1 leaves, the state 4"):
+  with pytest.raises(ValueError, match="optax_state's e_g tree structure differs"):
     adadelta_optax.load_optax_state(state, wrong)
+
+
+@pytest.mark.parametrize(
+  "theirs_params",
+  [
+    {"x": np.zeros(2), "y": np.zeros(3)},  # other keys, same leaf count and shapes
+    [np.zeros(2), np.zeros(3)],  # another container
+    {"a": np.zeros(2), "b": np.zeros((3, 1))},  # another shape
+  ],
+  ids=["keys", "container", "shape"],
+)
+def test_optax_state_of_another_tree_is_refused(theirs_params):
+  """A state for {x, y} does not load into {a, b} (it once did, leaf by leaf), nor a list into
+  a dict; the error names the tree, and the input state is unchanged."""
+  tx = adadelta_optax.presets.optax()
+  state = tx.init({"a": np.zeros(2), "b": np.zeros(3)})
+  theirs = optax.adadelta(1.0).init(jax.tree.map(np.asarray, theirs_params))
+  with pytest.raises(ValueError, match="optax_state's e_g .*differs|optax_state's e_g leaf"):
+    adadelta_optax.load_optax_state(state, theirs)
+  assert int(state.count) == 0 and float(np.sum(state.accum_grad["a"])) == 0.0
