@@ -93,7 +93,8 @@ class Adadelta(optax.GradientTransformationExtraArgs):
 
     Equivalent to ``update`` followed by ``optax.apply_updates``, but on the fused paths each
     leaf is read and written once (jit with ``donate_argnums`` for params and state to update
-    them in place). The new params are formed in the accumulator dtype and rounded once.
+    them in place). The new params are formed in the wider of each param's and accumulator's
+    dtype and rounded once (a narrower ``state_dtype`` never rounds the params themselves).
     """
     owner = getattr(self.init, "__self__", None)
     if (

@@ -68,10 +68,13 @@ class KernelUnavailableWarning(UserWarning):
   """The C++ CPU kernel cannot run here, so ``adadelta()`` runs the fused JAX path instead."""
 
 
-def _kernel_file() -> Path | None:
-  """The compiled kernel next to this module: the most recent build if there are several."""
-  candidates = Path(__file__).parent.glob("_adadelta_cpu*.so")
-  return max(candidates, key=lambda path: path.stat().st_mtime, default=None)
+def kernel_file() -> Path | None:
+  """The compiled kernel next to this module: ``_adadelta_cpu.so``, as setup.py names it, else one
+  with a CPython suffix (a build of an older setup.py); None when there is none."""
+  directory = Path(__file__).parent
+  if (directory / "_adadelta_cpu.so").is_file():
+    return directory / "_adadelta_cpu.so"
+  return next(iter(sorted(directory.glob("_adadelta_cpu*.so"))), None)
 
 
 def _format_api(version: tuple[int, int] | None) -> str:
@@ -107,7 +110,7 @@ def running_ffi_api() -> tuple[int, int] | None:
   """
   try:
     text = (Path(jax.ffi.include_dir()) / _FFI_API_HEADER).read_text()
-  except (OSError, AttributeError):
+  except OSError:
     return None
   found = dict(_FFI_API_DEFINE.findall(text))
   if set(found) != {"MAJOR", "MINOR"}:
@@ -156,7 +159,7 @@ def ffi_api_mismatch(
 @functools.cache
 def _load() -> str | None:
   """Registers the kernel's FFI targets for CPU; the reason it is unavailable, or None."""
-  path = _kernel_file()
+  path = kernel_file()
   if path is None:
     return (
       "the compiled kernel (adadelta_optax/_adadelta_cpu*.so) was not built with the package "
@@ -241,7 +244,12 @@ def leaf_step_jax(
     update = update + h["wd_decoupled"] * x
   step = (hyper[HYPER_FIELDS.index("neg_lr")] * update).astype(update.dtype)
   if apply:
-    return (x + step).astype(param.dtype), new_accum_grad, new_accum_var
+    # Formed in the wider of the param's and the state's dtype, rounded once: a bfloat16 param
+    # with a float32 state gains the state's precision, and a float32 param with a bfloat16
+    # state keeps its own (forming it in bfloat16 would round the param itself every step).
+    wide = jnp.promote_types(param.dtype, update.dtype)
+    new_param = param.astype(wide) + step.astype(wide)
+    return new_param.astype(param.dtype), new_accum_grad, new_accum_var
   return step.astype(grad.dtype), new_accum_grad, new_accum_var
 
 

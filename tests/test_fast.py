@@ -340,3 +340,27 @@ def test_tiny_gradients_step_exactly_as_the_reference(implementation):
   np.testing.assert_array_equal(updates["w"], -np.asarray(grads["w"]))
   np.testing.assert_array_equal(params["w"] + updates["w"], ref.params[0])
   np.testing.assert_array_equal(state.accum_var["w"], ref.accum_var[0])
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize(
+  ("param_dtype", "state_dtype"), [(jnp.float32, jnp.bfloat16), (jnp.float64, jnp.float32)]
+)
+def test_a_narrower_state_dtype_never_rounds_the_params(implementation, param_dtype, state_dtype):
+  """float32 params with a bfloat16 state: the step is computed in bfloat16, but the params
+  keep float32 precision (1.001 once became 1.0 and 3.1415927 3.140625 in one tiny step)."""
+  params = {"w": jnp.asarray([1.001, 3.1415927, -2.7182817], param_dtype)}
+  grads = {"w": jnp.asarray([1e-3, -1e-3, 2e-3], param_dtype)}
+  tx = adadelta_optax.adadelta(
+    learning_rate=1e-6, state_dtype=state_dtype, implementation=implementation
+  )
+  state = tx.init(params)
+  assert state.accum_grad["w"].dtype == state_dtype
+  applied, _ = jax.jit(tx.apply_gradients)(grads, state, params)
+  updates, _ = jax.jit(tx.update)(grads, state, params)
+  stepped = optax.apply_updates(params, updates)
+  for new in (applied, stepped):
+    assert new["w"].dtype == param_dtype
+    # |update| <= lr * sqrt(eps) / sqrt(eps) * |g|-ish: far below 1e-6, far below bfloat16's ulp.
+    np.testing.assert_array_less(np.abs(np.asarray(new["w"] - params["w"], np.float64)), 1e-8)
+  np.testing.assert_array_equal(applied["w"], stepped["w"])
