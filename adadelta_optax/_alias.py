@@ -236,6 +236,19 @@ class _AdadeltaTransform:
     _validation.check_same_tree(
       state.accum_grad, grads, reference_name="optimizer state", other_name="gradient"
     )
+    self._check_hyperparameters_fit(state.accum_grad)
+
+  def _check_hyperparameters_fit(self, accum_grad: Any) -> None:
+    """Each number must survive the cast to the dtype the step computes in (per leaf)."""
+    h = self.hyperparams
+    leaves = jax.tree.leaves(accum_grad)
+    for dtype in {jnp.real(jnp.zeros((), jnp.result_type(a))).dtype for a in leaves}:
+      for name in ("epsilon", "clipnorm", "clipvalue", "global_clipnorm"):
+        _validation.check_fits_dtype(name, h[name], dtype, positive=True)
+      for name in ("rho", "decay", "weight_decay"):
+        _validation.check_fits_dtype(name, h[name], dtype)
+      rate_dtype = jnp.promote_types(dtype, jnp.float32)  # the learning rate: >= float32
+      _validation.check_fits_dtype("learning_rate", h["learning_rate"], rate_dtype)
 
   def _fused(
     self, grads: optax.Updates, state: AdadeltaState, params: optax.Params | None, apply: bool

@@ -164,3 +164,31 @@ def check_mask(mask: Any) -> None:
         f"weight_decay_mask leaf at {path_name(path)} must be a bool, got {leaf!r}; "
         "weight_decay_mask is None, a pytree of bools or a callable returning one."
       )
+
+
+def check_fits_dtype(name: str, value: Any, dtype: Any, *, positive: bool = False) -> None:
+  """``value`` must stay finite (and, if ``positive``, non-zero) when cast to ``dtype``.
+
+  The step computes with the hyperparameters in each leaf's dtype: ``epsilon=3.5e38`` or
+  ``clipnorm=1e39`` become inf in float32 and turn the params into NaN; ``epsilon=1e-8``
+  becomes 0 in float16 (``1e-50`` in float32) and a zero gradient gives ``0 / 0``. Tracers and
+  ``None`` are not checked.
+  """
+  number = None if value is None or callable(value) else _concrete_float(name, value)
+  if number is None:
+    return
+  dtype = jnp.dtype(dtype)
+  with np.errstate(over="ignore", under="ignore"):
+    cast = float(np.asarray(number).astype(dtype))
+  finfo = jnp.finfo(dtype)
+  if not math.isfinite(cast):
+    raise ValueError(
+      f"{name}={value!r} overflows {dtype.name} (largest finite {float(finfo.max):.4g}), the "
+      f"dtype the step computes in for these params: it would turn them into NaN."
+    )
+  if positive and cast == 0.0:
+    raise ValueError(
+      f"{name}={value!r} is 0 in {dtype.name} (smallest positive "
+      f"{float(finfo.smallest_subnormal):.4g}), the dtype the step computes in for these params: "
+      "a zero gradient would give 0 / 0 = NaN. Use a larger value or a wider state_dtype."
+    )

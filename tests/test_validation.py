@@ -192,3 +192,33 @@ def test_tracers_are_accepted_without_value_checks():
 
   out = step(0.5, 0.9, 1e-6, jnp.ones(3))
   assert out.shape == (3,) and bool(jnp.all(out < 0))
+
+
+@pytest.mark.parametrize(
+  ("kwargs", "dtype", "fragment"),
+  [
+    (dict(epsilon=3.5e38), jnp.float32, "epsilon=3.5e+38 overflows float32"),
+    (dict(clipnorm=1e39), jnp.float32, "clipnorm=1e+39 overflows float32"),
+    (dict(global_clipnorm=1e39), jnp.float32, "global_clipnorm=1e+39 overflows float32"),
+    (dict(decay=1e39), jnp.float32, "decay=1e+39 overflows float32"),
+    (dict(weight_decay=1e39), jnp.float32, "weight_decay=1e+39 overflows float32"),
+    (dict(clipvalue=1e5), jnp.float16, "clipvalue=100000.0 overflows float16"),
+    (dict(epsilon=1e-8), jnp.float16, "epsilon=1e-08 is 0 in float16"),
+    (dict(epsilon=1e-50), jnp.float32, "epsilon=1e-50 is 0 in float32"),
+    (dict(learning_rate=1e39), jnp.float32, "learning_rate=1e+39 overflows float32"),
+  ],
+)
+@pytest.mark.parametrize("implementation", ["auto", "fused", "xla"])
+def test_hyperparameters_that_do_not_fit_the_params_dtype(kwargs, dtype, fragment, implementation):
+  """Numbers that become inf (or 0 for epsilon) in the dtype the step computes in once turned
+  the params into NaN; now the first update (eager or traced) names the argument and dtype."""
+  tx = adadelta_optax.adadelta(**kwargs, implementation=implementation)
+  params = {"w": jnp.zeros(3, dtype), "v": jnp.ones(2, dtype)}
+  state = tx.init(params)
+  for step in (tx.update, jax.jit(tx.update), jax.jit(tx.apply_gradients)):
+    with pytest.raises(ValueError, match=fragment.replace("+", r"\+")):
+      step(params, state, params)
+  # The same numbers are fine where they fit: float64 params (or a wider state_dtype).
+  wide = {k: v.astype(jnp.float64) for k, v in params.items()}
+  updates, _ = tx.update(wide, tx.init(wide), wide)
+  assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
