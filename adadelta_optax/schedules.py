@@ -408,16 +408,30 @@ class CosineDecayRestarts(LearningRateSchedule):
     alpha = self._cast(self.alpha)
     t_mul = self._cast(self.t_mul)
     m_mul = self._cast(self.m_mul)
-    completed_fraction = self._cast(step) / self._cast(self.first_decay_steps)
-    if float(t_mul) == 1.0:
-      i_restart = jnp.floor(completed_fraction)
-      completed_fraction = completed_fraction - i_restart
+    fraction = self._cast(step) / self._cast(self.first_decay_steps)
+
+    def equal_periods() -> tuple[jax.Array, jax.Array]:
+      return jnp.floor(fraction), fraction - jnp.floor(fraction)
+
+    def geometric_periods() -> tuple[jax.Array, jax.Array]:
+      def start(i: jax.Array) -> jax.Array:  # where period i starts, in first periods
+        return (1.0 - jnp.power(t_mul, i)) / (1.0 - t_mul)
+
+      i = jnp.floor(jnp.log((1.0 - fraction * (1.0 - t_mul)).astype(self.dtype)) / jnp.log(t_mul))
+      # log(8) / log(2) may round to 2.9999999 (XLA fuses differently under jit than eagerly):
+      # on a restart step, move to the period that really contains the step.
+      i = jnp.where(start(i + 1) <= fraction, i + 1, jnp.where(start(i) > fraction, i - 1, i))
+      return i, (fraction - start(i)) / jnp.power(t_mul, i)
+
+    # Decided on the Python number (Keras: ops.cond on t_mul == 1), so that the schedule traces
+    # under jit like any optax schedule; a traced t_mul selects elementwise.
+    if _validation.is_tracer(self.t_mul):
+      pairs = zip(equal_periods(), geometric_periods(), strict=True)
+      i_restart, completed_fraction = (jnp.where(t_mul == 1.0, e, g) for e, g in pairs)
+    elif float(self.t_mul) == 1.0:
+      i_restart, completed_fraction = equal_periods()
     else:
-      i_restart = jnp.floor(
-        jnp.log((1.0 - completed_fraction * (1.0 - t_mul)).astype(self.dtype)) / jnp.log(t_mul)
-      )
-      sum_r = (1.0 - jnp.power(t_mul, i_restart)) / (1.0 - t_mul)
-      completed_fraction = (completed_fraction - sum_r) / jnp.power(t_mul, i_restart)
+      i_restart, completed_fraction = geometric_periods()
     m_fac = jnp.power(m_mul, i_restart)
     pi = jnp.asarray(math.pi, self.dtype)
     cosine_decayed = 0.5 * m_fac * (1.0 + jnp.cos(pi * completed_fraction))

@@ -76,6 +76,41 @@ def test_formula(schedule, formula):
     np.testing.assert_allclose(float(schedule(step)), formula(step), rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize(("schedule", "formula"), FORMULAS, ids=IDS)
+def test_every_schedule_traces_under_jit_and_vmap(schedule, formula):
+  """Each schedule is a traceable optax schedule: jit, vmap and a jitted optimizer step give the
+  hand-computed values (CosineDecayRestarts once raised ConcretizationTypeError under jit)."""
+  steps = jnp.arange(30)
+  expected = [formula(int(s)) for s in steps]
+  np.testing.assert_allclose(jax.jit(jax.vmap(schedule))(steps), expected, rtol=1e-13, atol=1e-15)
+  np.testing.assert_allclose(
+    [float(jax.jit(schedule)(s)) for s in (0, 5, 13, 29)],
+    [expected[s] for s in (0, 5, 13, 29)],
+    rtol=1e-13,
+    atol=1e-15,
+  )
+  tx = adadelta_optax.adadelta(learning_rate=schedule)
+  params = jnp.ones(2)
+  state = tx.init(params)
+  for _ in range(3):
+    _, state = jax.jit(tx.update)(jnp.ones(2), state, params)
+  assert int(state.count) == 3
+
+
+def test_cosine_decay_restarts_with_a_traced_t_mul():
+  """t_mul given as a traced value (e.g. through inject_hyperparams-style plumbing) selects the
+  equal-period or geometric formula elementwise, with the same values as the Python number."""
+  for t_mul in (1.0, 2.0):
+    eager = schedules.CosineDecayRestarts(1.0, 4, t_mul=t_mul, m_mul=0.5, **F64)
+    traced = jax.jit(
+      lambda step, t: schedules.CosineDecayRestarts(1.0, 4, t_mul=t, m_mul=0.5, **F64)(step)
+    )
+    for step in range(0, 40, 3):
+      np.testing.assert_allclose(
+        traced(step, jnp.float64(t_mul)), eager(step), rtol=1e-13, atol=1e-15
+      )
+
+
 def test_is_an_optax_schedule_under_jit_and_in_adadelta():
   schedule = schedules.ExponentialDecay(1.0, 2, 0.5, staircase=True)
   values = jax.jit(jax.vmap(schedule))(jnp.arange(6))
