@@ -138,9 +138,12 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
     elif slot == "learning_rate":
       # Exactly tx's learning rate: Keras keeps it in a floatx variable, so a float32 Keras
       # trains with 0.9's float32 rounding, and so must tx (from_keras_config rounds to floatx).
-      got = np.asarray(value)
+      # Our own export holds the learning rate rounded to floatx: compare in the value's dtype.
+      got = _weights.as_numpy(where, value)
+      if got.shape != () or not jnp.issubdtype(got.dtype, jnp.floating):
+        raise ValueError(f"{where}: expected a floating scalar, got {got!r} (dtype {got.dtype}).")
       lr = float(tx.hyperparams["learning_rate"])
-      if got.shape != () or float(got) != lr:
+      if float(got) != float(np.asarray(lr).astype(got.dtype)):
         raise ValueError(
           f"{where}: is {got!r}, but the optimizer's learning_rate is {lr!r}; build the "
           "optimizer with the learning rate the Keras optimizer had (from_keras_config(config, "

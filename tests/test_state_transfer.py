@@ -215,6 +215,33 @@ def test_keras3_variables_layout_and_names():
     adadelta_optax.set_keras3_variables(tx, state, values)
 
 
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("learning_rate", [0.1, 0.3, 1 / 3, 0.001, 0.5])
+def test_keras3_variables_round_trip_our_own_export(learning_rate, floatx):
+  """keras3_variables then set_keras3_variables always succeeds: the exported learning rate is
+  rounded to floatx (0.1 once failed as float32(0.1) != 0.1), and compared in that dtype."""
+  tx = adadelta_optax.presets.keras3(learning_rate=learning_rate)
+  params = jax.tree.map(jnp.asarray, PARAMS)
+  _, state = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+  values = adadelta_optax.keras3_variables(tx, state, floatx=floatx)
+  assert values[1].dtype == np.dtype(floatx)
+  restored = adadelta_optax.set_keras3_variables(tx, tx.init(params), values)
+  jax.tree.map(np.testing.assert_array_equal, restored, state)
+
+
+@pytest.mark.parametrize(
+  ("bad", "error"), [(np.array("0.5"), TypeError), (np.array(True), ValueError), ("0.5", TypeError)]
+)
+def test_keras3_learning_rate_variable_must_be_a_float(bad, error):
+  """A learning-rate variable holding the string '0.5' (or a bool) is refused, naming it."""
+  tx = adadelta_optax.presets.keras3(learning_rate=0.5)
+  params = jax.tree.map(jnp.asarray, PARAMS)
+  values = adadelta_optax.keras3_variables(tx, tx.init(params))
+  values[1] = bad
+  with pytest.raises(error, match=r"variables\[1\] \(learning_rate\)"):
+    adadelta_optax.set_keras3_variables(tx, tx.init(params), values)
+
+
 def test_keras3_training_state_layout():
   tx = adadelta_optax.with_keras_training(
     adadelta_optax.presets.keras3(learning_rate=0.5), gradient_accumulation_steps=2, use_ema=True
