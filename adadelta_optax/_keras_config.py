@@ -83,10 +83,17 @@ def _unwrap(config: Any) -> tuple[dict[str, Any], str | None]:
     raise TypeError(f"serialized optimizer has unknown key(s) {extra}.")
   name = config["class_name"]
   module = config.get("module")
-  if name not in ("Adadelta", "Custom>Adadelta") or (module is not None and module not in _MODULES):
+  registered = config.get("registered_name")
+  if (
+    name not in ("Adadelta", "Custom>Adadelta")
+    or (module is not None and module not in _MODULES)
+    or registered not in (None, name)
+  ):
+    # A registered_name other than the class's own is a custom (user-registered) class, whose
+    # behaviour is not Keras' Adadelta's.
     raise ValueError(
-      f"class_name={name!r} (module {module!r}) is not a Keras Adadelta; only "
-      "Adadelta configs can be carried over."
+      f"class_name={name!r} (module {module!r}, registered_name {registered!r}) is not a Keras "
+      "Adadelta; only Adadelta configs can be carried over."
     )
   inner = config.get("config")
   if not isinstance(inner, dict):
@@ -113,14 +120,29 @@ def detect_version(config: dict[str, Any], module: str | None = None) -> int:
 
 
 def _float(key: str, value: Any, *, rounding: str | None = None) -> float:
-  """``value`` as a Python float, rounded through ``rounding`` (a dtype name) if given."""
-  if isinstance(value, (bool, str)) or value is None:
-    raise TypeError(f"Keras config key {key!r} must be a number, got {value!r}.")
+  """``value`` as a Python float, rounded through ``rounding`` (a dtype name) if given.
+
+  Only numbers: ``int``/``float`` and NumPy integer/floating scalars (or 0-d arrays). Not bools
+  (``numpy.bool_`` included), strings, bytes, containers, or ints beyond float64's range.
+  """
+  array = value if isinstance(value, np.ndarray) else None
+  numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+    value, (bool, np.bool_)
+  )
+  if array is not None:
+    numeric = array.shape == () and array.dtype.kind in "iuf"
+  if not numeric:
+    raise TypeError(
+      f"Keras config key {key!r} must be a number, got {value!r:.80} ({type(value).__name__})."
+    )
   try:
-    number = float(np.asarray(value))
-  except (TypeError, ValueError) as error:
-    raise TypeError(f"Keras config key {key!r} must be a number, got {value!r}.") from error
-  return float(np.asarray(number, dtype=rounding)) if rounding else number
+    number = float(value)
+  except OverflowError:
+    raise ValueError(
+      f"Keras config key {key!r} = {value!r:.40}... is beyond float64's range."
+    ) from None
+  with np.errstate(over="ignore"):
+    return float(np.asarray(number, dtype=rounding)) if rounding else number
 
 
 def _positive_or_error(key: str, value: Any, why: str) -> float:

@@ -107,8 +107,8 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
 
   Raises:
     ValueError: wrong number of entries, or an entry with the wrong name, shape, dtype kind or
-      value (a negative or non-finite accumulator, a learning rate other than ``tx``'s), naming
-      the entry.
+      value (a negative or non-finite accumulator, a learning rate other than ``tx``'s rounded to
+      the variable's dtype), naming the entry.
   """
   _check_tx(tx)
   training, inner, olds = _slot_leaves(state)

@@ -28,7 +28,7 @@ def _concrete_float(name: str, value: Any) -> float | None:
   if is_tracer(value):
     return None
   if isinstance(value, bool) or isinstance(value, str):
-    raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__}).")
+    raise TypeError(f"{name} must be a real number, got {value!r:.80} ({type(value).__name__}).")
   try:
     array = np.asarray(value)
   except Exception as error:  # noqa: BLE001 - any failure means "not a number"
@@ -39,7 +39,7 @@ def _concrete_float(name: str, value: Any) -> float | None:
     or array.dtype == jnp.bfloat16
   ):
     raise TypeError(
-      f"{name} must be a real scalar (float, int or 0-d array), got {value!r} "
+      f"{name} must be a real scalar (float, int or 0-d array), got {value!r:.80} "
       f"with shape {array.shape} and dtype {array.dtype}."
     )
   return float(array)

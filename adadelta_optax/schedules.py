@@ -39,6 +39,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from adadelta_optax import _validation
 from adadelta_optax._config import register_schedule
@@ -61,6 +62,21 @@ KERAS_MODULE = "keras.optimizers.schedules"
 
 def _positive(name: str, value: Any) -> None:
   _validation.check_number(name, value, low=0.0, low_inclusive=False, allowed="a number > 0")
+
+
+def _non_negative(name: str, value: Any) -> None:
+  _validation.check_number(name, value, low=0.0, allowed="a finite number >= 0")
+
+
+def _finite(name: str, value: Any) -> None:
+  _validation.check_number(name, value, allowed="a finite number")
+
+
+def _flag(name: str, value: Any) -> bool:
+  """A bool (Python or NumPy): ``'False'`` is a non-empty string, which ``bool()`` calls True."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__}).")
+  return bool(value)
 
 
 class LearningRateSchedule:
@@ -132,11 +148,13 @@ class _RateDecay(LearningRateSchedule):
     dtype: Any,
   ) -> None:
     super().__init__(dtype)
+    _non_negative("initial_learning_rate", initial_learning_rate)
     _positive("decay_steps", decay_steps)
+    _non_negative("decay_rate", decay_rate)
     self.initial_learning_rate = initial_learning_rate
     self.decay_steps = decay_steps
     self.decay_rate = decay_rate
-    self.staircase = bool(staircase)
+    self.staircase = _flag("staircase", staircase)
     self.name = name
 
   def _progress(self, step: jax.Array) -> jax.Array:
@@ -226,7 +244,15 @@ class PiecewiseConstantDecay(LearningRateSchedule):
     dtype: Any = "float32",
   ) -> None:
     super().__init__(dtype)
+    if not isinstance(boundaries, Sequence) or not isinstance(values, Sequence):
+      raise TypeError(
+        f"boundaries and values must be lists of numbers, got {boundaries!r} and {values!r}."
+      )
     boundaries, values = list(boundaries), list(values)
+    for i, boundary in enumerate(boundaries):
+      _finite(f"boundaries[{i}]", boundary)
+    for i, value in enumerate(values):
+      _non_negative(f"values[{i}]", value)
     if len(boundaries) != len(values) - 1 or not boundaries:
       raise ValueError(
         "boundaries must have one entry less than values (and at least one), got "
@@ -281,12 +307,15 @@ class PolynomialDecay(LearningRateSchedule):
     dtype: Any = "float32",
   ) -> None:
     super().__init__(dtype)
+    _non_negative("initial_learning_rate", initial_learning_rate)
     _positive("decay_steps", decay_steps)
+    _non_negative("end_learning_rate", end_learning_rate)
+    _finite("power", power)
     self.initial_learning_rate = initial_learning_rate
     self.decay_steps = decay_steps
     self.end_learning_rate = end_learning_rate
     self.power = power
-    self.cycle = bool(cycle)
+    self.cycle = _flag("cycle", cycle)
     self.name = name
 
   def _value(self, step: jax.Array) -> jax.Array:
@@ -338,7 +367,12 @@ class CosineDecay(LearningRateSchedule):
     dtype: Any = "float32",
   ) -> None:
     super().__init__(dtype)
+    _non_negative("initial_learning_rate", initial_learning_rate)
     _positive("decay_steps", decay_steps)
+    _finite("alpha", alpha)
+    if warmup_target is not None:
+      _non_negative("warmup_target", warmup_target)
+    _non_negative("warmup_steps", warmup_steps)
     self.initial_learning_rate = initial_learning_rate
     self.decay_steps = decay_steps
     self.alpha = alpha
@@ -395,7 +429,11 @@ class CosineDecayRestarts(LearningRateSchedule):
     dtype: Any = "float32",
   ) -> None:
     super().__init__(dtype)
+    _non_negative("initial_learning_rate", initial_learning_rate)
     _positive("first_decay_steps", first_decay_steps)
+    _positive("t_mul", t_mul)
+    _non_negative("m_mul", m_mul)
+    _finite("alpha", alpha)
     self.initial_learning_rate = initial_learning_rate
     self.first_decay_steps = first_decay_steps
     self.t_mul = t_mul

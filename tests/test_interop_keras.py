@@ -228,15 +228,17 @@ def test_resume_keras3_with_float64_floatx():
     state = adadelta_optax.set_keras3_variables(tx, tx.init(params), opt.variables)
     back = adadelta_optax.keras3_variables(tx, state, floatx="float64")
     assert back[1].dtype == np.float64 and float(back[1]) == 0.9
-    # The float32 rounding of 0.9 is another learning rate: refused, naming the variable.
+    # Another learning rate is refused, naming the variable. (A float32 variable holding
+    # float32(0.9) is what keras3_variables(tx, state) exports for this tx: accepted, so that
+    # every export of ours round-trips; the value is compared in the variable's own dtype.)
+    others = [v.numpy() for v in opt.variables]
     with pytest.raises(ValueError, match=r"variables\[1\] \(learning_rate\)"):
       adadelta_optax.set_keras3_variables(
-        tx,
-        tx.init(params),
-        [v.numpy() for v in opt.variables[:1]]
-        + [np.float32(0.9)]
-        + [v.numpy() for v in opt.variables[2:]],
+        tx, tx.init(params), others[:1] + [np.float64(0.8)] + others[2:]
       )
+    exported = adadelta_optax.keras3_variables(tx, state)  # floatx float32
+    assert exported[1].dtype == np.float32
+    adadelta_optax.set_keras3_variables(tx, tx.init(params), exported)
 
     _keras_train(model, opt, M_STEPS, x, y)
     params, state = run_jax(tx, params, state, M_STEPS, x, y, jit=True)

@@ -123,6 +123,19 @@ def test_options_keras_does_not_carry():
   )
 
 
+def _schedule(**entries):
+  """A serialized Keras ExponentialDecay with some entries replaced."""
+  config = dict(
+    initial_learning_rate=0.5, decay_steps=10, decay_rate=0.9, staircase=False, name="Exp"
+  )
+  return {
+    "module": "keras.optimizers.schedules",
+    "class_name": "ExponentialDecay",
+    "config": {**config, **entries},
+    "registered_name": None,
+  }
+
+
 BAD_CONFIGS = [
   (1, {"lr": 1.0, "momentum": 0.9}, TypeError, r"Unknown Keras 1 .*\['momentum'\]"),
   (1, {"lr": 1.0, "global_clipnorm": 1.0}, TypeError, r"\['global_clipnorm'\]"),
@@ -172,6 +185,36 @@ BAD_CONFIGS = [
   ("auto", {"class_name": "Adam", "config": {}}, ValueError, "class_name='Adam'"),
   ("auto", {"class_name": "Adadelta", "config": None}, TypeError, "'config' must be a dict"),
   ("auto", {"class_name": "Adadelta", "config": {}, "extra": 1}, TypeError, r"\['extra'\]"),
+  # Types, not only values: bytes, NumPy bools, huge ints, containers.
+  (2, {"learning_rate": b"0.5"}, TypeError, "'learning_rate' must be a number, got b'0.5'"),
+  (2, {"rho": np.bool_(True)}, TypeError, "'rho' must be a number"),
+  (3, {"clipvalue": b"1"}, TypeError, "'clipvalue' must be a number"),
+  (1, {"lr": 10**400}, ValueError, "'lr' = 1000.* beyond float64's range"),
+  (2, {"learning_rate": [0.5]}, TypeError, "'learning_rate' must be a number"),
+  (2, {"rho": np.array([0.9, 0.95])}, TypeError, "'rho' must be a number"),
+  (
+    "auto",
+    {
+      "module": "keras.optimizers",
+      "class_name": "Adadelta",
+      "config": {"learning_rate": 0.5},
+      "registered_name": "evilpkg>EvilAdadelta",
+    },
+    ValueError,
+    "registered_name 'evilpkg>EvilAdadelta'",
+  ),
+  *[
+    (2, {"learning_rate": _schedule(**entry)}, error, match)
+    for entry, error, match in [
+      (dict(initial_learning_rate=float("nan")), ValueError, "initial_learning_rate must be"),
+      (dict(initial_learning_rate=-1.0), ValueError, "initial_learning_rate must be"),
+      (dict(initial_learning_rate="abc"), TypeError, "initial_learning_rate must be a real"),
+      (dict(initial_learning_rate={"a": 1}), TypeError, "initial_learning_rate must be a real"),
+      (dict(initial_learning_rate=10**400), TypeError, "initial_learning_rate must be a real"),
+      (dict(decay_rate=float("nan")), ValueError, "decay_rate must be a finite number"),
+      (dict(staircase="False"), TypeError, "staircase must be a bool, got 'False'"),
+    ]
+  ],
 ]
 
 
