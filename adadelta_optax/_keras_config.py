@@ -23,6 +23,7 @@ that names the key.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Literal
 
@@ -187,7 +188,9 @@ def _v2(config: dict[str, Any]) -> dict[str, Any]:
   # _decayed_lr's tf.cast(self._initial_decay, var_dtype) goes through a float32 tensor.
   kwargs["decay"] = _float("decay", config.get("decay", 0.0), rounding="float32")
   epsilon = config.get("epsilon", 1e-7)
-  if not epsilon:
+  # Python truthiness as tf.keras applies it; an array of several numbers is no epsilon at all
+  # (refused by _float below) rather than an "ambiguous truth value" error.
+  if not (isinstance(epsilon, np.ndarray) and epsilon.ndim) and not epsilon:
     warnings.warn(
       f"Keras config key 'epsilon' = {epsilon!r} is falsy; tf.keras 2.x replaces it by 1e-7 "
       "(`epsilon or backend.epsilon()`), and so does from_keras_config.",
@@ -234,8 +237,11 @@ def _v3(config: dict[str, Any], floatx: str, schedule_dtype: str) -> dict[str, A
   if len(clips) > 1:
     raise ValueError(f"Keras config keys {sorted(clips)} are all set; Keras 3 allows only one.")
   for key, value in clips.items():
-    if _float(key, value) > 0:  # Keras 3 clips only for a value > 0
-      kwargs[key] = _float(key, value)
+    number = _float(key, value)
+    if math.isnan(number):  # Keras 3 would silently not clip
+      raise ValueError(f"Keras config key {key!r} is NaN: give a number > 0, or None.")
+    if number > 0:  # Keras 3 clips only for a value > 0
+      kwargs[key] = number
   training: dict[str, Any] = {}
   if config.get("loss_scale_factor") is not None:
     training["loss_scale_factor"] = _float("loss_scale_factor", config["loss_scale_factor"])

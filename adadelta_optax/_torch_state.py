@@ -49,7 +49,7 @@ _SHARED = ("lr", "rho", "eps", "maximize")
 
 def _scalar(where: str, value: Any) -> float:
   """A real number (not a bool, not a string), finite; a TypeError/ValueError naming ``where``."""
-  if isinstance(value, (bool, np.bool_, str, bytes)):
+  if isinstance(value, (bool, np.bool_, str, bytes, list, tuple, dict)) or value is None:
     raise TypeError(f"{where} must be a real number, got {value!r} ({type(value).__name__}).")
   try:
     array = _weights.as_numpy(where, value)
@@ -209,7 +209,9 @@ def from_torch_state_dict(
   paths = [jax.tree_util.keystr(p) for p, _ in flat[0]]
   n = len(paths)
   if len(ids) != n:
-    raise ValueError(f"state_dict has {len(ids)} parameters, params has {n} leaves.")
+    raise ValueError(
+      f"state_dict has {len(ids)} parameters (in param_groups' 'params'), params has {n} leaves."
+    )
   leaf_of = _leaf_map(n, paths, order)
   decay_values = sorted(set(decays))
   mask = None
