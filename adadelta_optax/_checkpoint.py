@@ -2,9 +2,15 @@
 
 orbax writes the arrays (atomically: a checkpoint directory appears only once complete); beside
 them goes a small JSON manifest of the tree (structure with its NamedTuple types, each leaf's
-shape, dtype and SHA-256). :func:`restore_checkpoint` checks the manifest against the caller's
-tree before reading, and the arrays against the hashes after, so a mismatched or corrupted
-checkpoint raises a :class:`CheckpointError` and is never half-loaded.
+path, shape, dtype and SHA-256). :func:`restore_checkpoint` checks the manifest against the
+caller's tree before reading, and the arrays against the hashes after, so a mismatched or
+corrupted checkpoint raises a :class:`CheckpointError` and is never half-loaded.
+
+The arrays are stored under names of their own (``leaf_00000``, ... in ``jax.tree.leaves``
+order), not under the tree's keys: keys that collide once joined into orbax's names (``{"a.b":
+x, "a": {"b": y}}``), or are no strings at all, cannot make a checkpoint that saves but does not
+restore. Zero-size leaves (orbax refuses to write them) live in the manifest alone: their shape
+and dtype are all they hold. Format 1 checkpoints (the tree's own keys) still restore.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import numpy as np
 
 from adadelta_optax import _validation
 
-FORMAT = 1
+FORMAT = 2
+_READABLE_FORMATS = (1, 2)
 
 
 class CheckpointError(ValueError):
@@ -51,8 +58,48 @@ def _describe(tree: Any, *, hashes: bool) -> dict[str, Any]:
   }
 
 
+def _leaf_name(index: int) -> str:
+  return f"leaf_{index:05d}"
+
+
+def _stored(tree: Any) -> dict[str, Any]:
+  """The leaves orbax writes: every leaf with at least one element, under its own name."""
+  return {_leaf_name(i): leaf for i, leaf in enumerate(jax.tree.leaves(tree)) if np.size(leaf)}
+
+
+def _check_manifest(saved: Any) -> None:
+  """Raises (TypeError/ValueError) unless ``saved`` has the manifest's schema."""
+  if not isinstance(saved, dict):
+    raise TypeError(f"not a manifest: {type(saved).__name__}")
+  if saved.get("format") not in _READABLE_FORMATS:
+    raise ValueError(
+      f"manifest format {saved.get('format')!r}, expected one of {_READABLE_FORMATS}"
+    )
+  if not isinstance(saved.get("treedef"), str) or not isinstance(saved.get("leaves"), list):
+    raise TypeError("manifest needs 'treedef' (a string) and 'leaves' (a list)")
+  for i, record in enumerate(saved["leaves"]):
+    if (
+      not isinstance(record, dict)
+      or not isinstance(record.get("path"), str)
+      or not isinstance(record.get("dtype"), str)
+      or not isinstance(record.get("shape"), list)
+      or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in record["shape"])
+      or not (record.get("sha256") is None or isinstance(record.get("sha256"), str))
+    ):
+      raise TypeError(f"manifest leaves[{i}] is not a {{path, shape, dtype, sha256}} record")
+
+
 def _checkpointer() -> Any:
-  import orbax.checkpoint as ocp  # optional dependency, imported on use
+  try:
+    import orbax.checkpoint as ocp  # optional dependency, imported on use
+  except ModuleNotFoundError as error:
+    if error.name not in ("orbax", "orbax.checkpoint"):
+      raise  # orbax is there but broken: its own error says more
+    raise ImportError(
+      "save_checkpoint and restore_checkpoint need orbax-checkpoint, which is not installed: "
+      'pip install "adadelta-optax[checkpoint]" (or pip install orbax-checkpoint).',
+      name="orbax.checkpoint",
+    ) from error
 
   return ocp, ocp.Checkpointer(ocp.CompositeCheckpointHandler())
 
@@ -60,7 +107,8 @@ def _checkpointer() -> Any:
 def save_checkpoint(directory: str | os.PathLike[str], tree: Any) -> None:
   """Saves ``tree`` (e.g. ``{"params": params, "opt_state": state}``) to a new ``directory``.
 
-  Needs ``orbax-checkpoint``. The directory must not exist; it appears only once the checkpoint
+  Needs ``orbax-checkpoint`` (``pip install "adadelta-optax[checkpoint]"``; an ``ImportError``
+  says so when it is missing). The directory must not exist; it appears only once the checkpoint
   is complete (orbax writes to a temporary directory and renames it), so a process killed while
   saving leaves no half-written checkpoint behind. In a multi-process run every process calls it.
 
@@ -77,17 +125,15 @@ def save_checkpoint(directory: str | os.PathLike[str], tree: Any) -> None:
     'AdadeltaState'
   """
   ocp, checkpointer = _checkpointer()
-  checkpointer.save(
-    os.path.abspath(directory),
-    args=ocp.args.Composite(
-      state=ocp.args.StandardSave(tree), manifest=ocp.args.JsonSave(_describe(tree, hashes=True))
-    ),
-  )
+  manifest = _describe(tree, hashes=True)
+  stored = _stored(tree)
+  items = {"manifest": ocp.args.JsonSave(manifest)}
+  if stored:
+    items["state"] = ocp.args.StandardSave(stored)
+  checkpointer.save(os.path.abspath(directory), args=ocp.args.Composite(**items))
 
 
 def _first_mismatch(saved: dict[str, Any], expected: dict[str, Any]) -> str | None:
-  if saved.get("format") != FORMAT:
-    return f"manifest format {saved.get('format')!r}, expected {FORMAT}"
   if saved["treedef"] != expected["treedef"]:
     return (
       f"tree structure differs:\n  saved:    {saved['treedef']}\n  expected: {expected['treedef']}"
@@ -115,6 +161,7 @@ def restore_checkpoint(directory: str | os.PathLike[str], like: Any) -> Any:
     CheckpointError: (a ``ValueError``) when the checkpoint is missing, unreadable or corrupted
       (an array does not match its recorded SHA-256), or does not match ``like`` (structure,
       NamedTuple types, shapes or dtypes); the message names the first difference.
+    ImportError: when ``orbax-checkpoint`` is not installed (the ``checkpoint`` extra).
   """
   ocp, checkpointer = _checkpointer()
   path = os.path.abspath(directory)
@@ -123,8 +170,7 @@ def restore_checkpoint(directory: str | os.PathLike[str], like: Any) -> Any:
   try:
     saved = checkpointer.restore(path, args=ocp.args.Composite(manifest=ocp.args.JsonRestore()))
     saved = saved["manifest"]
-    if not isinstance(saved, dict) or "leaves" not in saved or "treedef" not in saved:
-      raise TypeError(f"not a manifest: {type(saved).__name__}")
+    _check_manifest(saved)
   except Exception as error:  # noqa: BLE001 - any failure here means an unreadable checkpoint
     raise CheckpointError(
       f"checkpoint {path} is corrupted or was not written by save_checkpoint: cannot read its "
@@ -142,17 +188,34 @@ def restore_checkpoint(directory: str | os.PathLike[str], like: Any) -> Any:
     sharding = getattr(leaf, "sharding", None)
     return jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype, sharding=sharding)
 
+  like_leaves = jax.tree.leaves(like)
+  # Format 1 stored the tree under its own keys; format 2 the non-empty leaves by index.
+  target = jax.tree.map(abstract, like) if saved["format"] == 1 else _stored(like)
+  target = jax.tree.map(abstract, target)
   try:
-    restored = checkpointer.restore(
-      path,
-      args=ocp.args.Composite(state=ocp.args.StandardRestore(jax.tree.map(abstract, like))),
-    )["state"]
+    restored = (
+      checkpointer.restore(path, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))[
+        "state"
+      ]
+      if jax.tree.leaves(target)
+      else {}
+    )
   except Exception as error:  # noqa: BLE001
     raise CheckpointError(
       f"checkpoint {path} is corrupted: its arrays cannot be read ({type(error).__name__}: "
       f"{error})."
     ) from error
-  restored = jax.tree.unflatten(jax.tree.structure(like), jax.tree.leaves(restored))
+  if saved["format"] == 1:
+    leaves = jax.tree.leaves(restored)
+  else:
+    empty = jax.tree.map(abstract, like_leaves)
+    leaves = [
+      restored[_leaf_name(i)]
+      if np.size(leaf)
+      else jax.numpy.zeros(empty[i].shape, empty[i].dtype, device=empty[i].sharding)
+      for i, leaf in enumerate(like_leaves)
+    ]
+  restored = jax.tree.unflatten(jax.tree.structure(like), leaves)
   for leaf, record in zip(jax.tree.leaves(restored), saved["leaves"], strict=True):
     digest = _leaf_hash(leaf)
     if record["sha256"] is not None and digest is not None and digest != record["sha256"]:

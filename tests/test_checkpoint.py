@@ -140,3 +140,83 @@ def test_killed_and_resumed_run_is_bitwise_uninterrupted(tmp_path):
   for name in a.files:
     assert a[name].tobytes() == b[name].tobytes(), name
   assert int(b["[1].count"]) == 60
+
+
+@pytest.mark.parametrize("call", ["save", "restore"])
+def test_without_orbax_names_the_extra(tmp_path, monkeypatch, call):
+  """orbax is optional: without it (None in sys.modules is how Python marks a missing module)
+  both functions raise an ImportError that names the `checkpoint` extra."""
+  monkeypatch.setitem(sys.modules, "orbax", None)
+  monkeypatch.setitem(sys.modules, "orbax.checkpoint", None)
+  tree = {"w": jnp.ones(2)}
+  with pytest.raises(ImportError, match=r'pip install "adadelta-optax\[checkpoint\]"') as raised:
+    if call == "save":
+      adadelta_optax.save_checkpoint(tmp_path / "c", tree)
+    else:
+      adadelta_optax.restore_checkpoint(tmp_path / "c", tree)
+  assert not (tmp_path / "c").exists()
+  assert isinstance(raised.value.__cause__, ModuleNotFoundError)
+
+
+@pytest.mark.parametrize(
+  "tree",
+  [
+    {"a.b": jnp.ones(2), "a": {"b": jnp.zeros(3)}},  # keys that collide once joined
+    {"a/b": jnp.ones(2), "a": {"b": jnp.zeros(3)}},
+    {1: jnp.arange(3.0), 2: {"x.y": jnp.ones(1)}},  # int keys
+    {"params": {"w": jnp.ones(0)}, "opt_state": adadelta_optax.adadelta().init({"w": jnp.ones(0)})},
+    {"w": jnp.ones((2, 0, 3)), "b": jnp.arange(4.0)},  # an empty leaf beside a full one
+    {},
+  ],
+  ids=["dot-collision", "slash-collision", "int-keys", "all-empty", "one-empty", "no-leaves"],
+)
+def test_every_tree_that_saves_restores(tmp_path, tree):
+  """Colliding keys once saved and then failed to restore; zero-size leaves did not save at all
+  (orbax refuses them). Both round-trip bit-exactly now."""
+  adadelta_optax.save_checkpoint(tmp_path / "c", tree)
+  restored = adadelta_optax.restore_checkpoint(tmp_path / "c", tree)
+  _assert_bitwise(restored, tree)
+
+
+def test_format_1_checkpoints_still_restore(tmp_path):
+  """A checkpoint as the previous release wrote it (orbax tree under its own keys, manifest
+  format 1) restores into the same tree, bit-exactly."""
+  import orbax.checkpoint as ocp
+
+  from adadelta_optax import _checkpoint
+
+  tree = _trained()
+  manifest = {**_checkpoint._describe(tree, hashes=True), "format": 1}
+  ocp.Checkpointer(ocp.CompositeCheckpointHandler()).save(
+    str(tmp_path / "old"),
+    args=ocp.args.Composite(
+      state=ocp.args.StandardSave(tree), manifest=ocp.args.JsonSave(manifest)
+    ),
+  )
+  _assert_bitwise(adadelta_optax.restore_checkpoint(tmp_path / "old", tree), tree)
+
+
+@pytest.mark.parametrize(
+  "edit",
+  [
+    lambda m: [],
+    lambda m: {**m, "format": 99},
+    lambda m: {**m, "treedef": 3},
+    lambda m: {**m, "leaves": {"0": 1}},
+    lambda m: {**m, "leaves": [{"path": "w"}] * len(m["leaves"])},
+    lambda m: {**m, "leaves": [{**r, "shape": "2x3"} for r in m["leaves"]]},
+    lambda m: {**m, "leaves": [{**r, "shape": [-1]} for r in m["leaves"]]},
+    lambda m: {**m, "leaves": [{**r, "sha256": 5} for r in m["leaves"]]},
+    lambda m: {k: v for k, v in m.items() if k != "leaves"},
+  ],
+)
+def test_a_manifest_of_the_wrong_schema_is_a_checkpoint_error(tmp_path, edit):
+  """A well-formed JSON manifest with the wrong schema once raised KeyError/TypeError."""
+  import json
+
+  tree = _trained()
+  adadelta_optax.save_checkpoint(tmp_path / "c", tree)
+  target = tmp_path / "c" / "manifest" / "metadata"
+  target.write_text(json.dumps(edit(json.loads(target.read_text()))))
+  with pytest.raises(adadelta_optax.CheckpointError, match="manifest"):
+    adadelta_optax.restore_checkpoint(tmp_path / "c", tree)

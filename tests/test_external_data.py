@@ -65,7 +65,11 @@ def _equal(a, b):
     return type(a) is type(b) and len(a) == len(b) and all(map(_equal, a, b))
   if isinstance(a, (np.ndarray, jax.Array)) or isinstance(b, (np.ndarray, jax.Array)):
     a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+    return (
+      a.shape == b.shape
+      and a.dtype == b.dtype
+      and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+    )
   if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
     return math.isnan(b)
   return type(a) is type(b) and a == b
@@ -73,7 +77,9 @@ def _equal(a, b):
 
 def _as_real(value):
   """The real number a valid entry means, or None."""
-  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+  if isinstance(value, (bool, np.bool_)) or not isinstance(
+    value, (int, float, np.integer, np.floating)
+  ):
     return None
   try:
     number = float(value)
