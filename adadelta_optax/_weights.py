@@ -69,7 +69,9 @@ def as_numpy(entry: str, value: Any) -> np.ndarray:
       return value.numpy().copy()  # torch keeps updating its tensors in place
     array = np.array(value, copy=True)
   except (TypeError, ValueError, RuntimeError, OverflowError) as error:
-    raise TypeError(f"{entry} must be a numeric array, got {type(value).__name__}: {error}") from None
+    raise TypeError(
+      f"{entry} must be a numeric array, got {type(value).__name__}: {error}"
+    ) from None
   if array.dtype.kind not in "biufc" and array.dtype != jnp.bfloat16:
     raise TypeError(f"{entry} must be a numeric array, got dtype {array.dtype} ({value!r:.80}).")
   return array

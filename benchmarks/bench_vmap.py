@@ -35,7 +35,9 @@ LR, RHO, EPS = 1.0, 0.95, 1e-6
 
 
 def ensemble(batch: int, shapes: list[tuple[int, ...]]) -> dict[str, jax.Array]:
-  return {f"leaf{i:03d}": jnp.full((batch, *shape), 0.5, jnp.float32) for i, shape in enumerate(shapes)}
+  return {
+    f"leaf{i:03d}": jnp.full((batch, *shape), 0.5, jnp.float32) for i, shape in enumerate(shapes)
+  }
 
 
 def apply_runner(params: Any, implementation: str) -> Runner:
@@ -72,7 +74,10 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--min-reps", type=int, default=9)
   parser.add_argument("--out", type=Path, default=Path("runs/bench/bench_vmap.md"))
   args = parser.parse_args(argv)
-  rows = ["| case | implementation | median ms | vs kernel | optax / this |", "|---|---|---|---|---|"]
+  rows = [
+    "| case | implementation | median ms | vs kernel | optax / this |",
+    "|---|---|---|---|---|",
+  ]
   for name, (batch, shapes) in tqdm((QUICK if args.quick else CASES).items(), desc="cases"):
     params = ensemble(batch, shapes)
     runners = {

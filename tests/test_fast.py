@@ -19,7 +19,6 @@ import adadelta_optax
 from adadelta_optax import _fast
 
 import reference
-
 from helpers import (
   OPTIONS,
   _options,

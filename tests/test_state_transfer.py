@@ -81,7 +81,11 @@ TORCH_BAD = [
   (_edit(("state", 0, "exp_avg"), np.ones(2)), ValueError, r"state\[0\] must have keys"),
   (_edit(("param_groups", 0, "betas"), (0.9, 0.99)), TypeError, r"unknown key\(s\) \['betas'\]"),
   (_edit(("param_groups", 0, "lr"), KeyError), TypeError, "misses key 'lr'"),
-  (_edit(("param_groups", 0, "params"), [0]), ValueError, r"1 parameters \(in param_groups' 'params'\), params has 2"),
+  (
+    _edit(("param_groups", 0, "params"), [0]),
+    ValueError,
+    r"1 parameters \(in param_groups' 'params'\), params has 2",
+  ),
   (_edit(("param_groups", 0, "params"), [0, 2]), ValueError, "number the parameters"),
   (_edit(("param_groups", 0, "eps"), 0.0), ValueError, "epsilon must be"),
   (_edit(("param_groups",), []), TypeError, "non-empty list"),

@@ -128,7 +128,9 @@ def test_values_that_overflow_the_state_dtype_are_refused(state_dtype, value):
   tx = adadelta_optax.adadelta(state_dtype=state_dtype)
   state = tx.init({"w": jnp.ones(2, state_dtype)})
   big = np.asarray([value, 0.5], np.float64 if isinstance(value, float) else type(value))
-  with pytest.raises(ValueError, match=r"weights\[1\] \(accum_grad of \['w'\]\): values up to .* do not fit"):
+  with pytest.raises(
+    ValueError, match=r"weights\[1\] \(accum_grad of \['w'\]\): values up to .* do not fit"
+  ):
     tx.set_weights(state, [np.int64(1), big, np.zeros(2)])
   np.testing.assert_array_equal(state.accum_grad["w"], 0)
 
@@ -144,4 +146,3 @@ def test_weights_of_the_wrong_kind_name_the_entry():
       tx.set_weights(state, [np.int64(1), np.zeros(2), bad])
   with pytest.raises(ValueError, match=r"weights\[0\] \(iterations\)"):
     tx.set_weights(state, [True, np.zeros(2), np.zeros(2)])
-
