@@ -1,11 +1,13 @@
 # `make demo`: the Zeiler 2012 MNIST run. `make test`: the whole test suite (what CI runs).
 # Both create a virtualenv in .venv (override with VENV=...) and install what they need.
+# `make test-versions`: the core tests on the oldest jax, jaxlib and optax that pyproject.toml
+# declares and on the newest, each in a fresh virtualenv of its own (.ci/versions.sh; CI runs it).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: demo test notebooks clean
+.PHONY: demo test test-versions notebooks clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +27,11 @@ demo: $(VENV)/.demo
 test: $(VENV)/.test
 	$(PY) -m ruff check adadelta_optax tests examples benchmarks notebooks conftest.py
 	$(PY) -m ruff format --check adadelta_optax tests examples benchmarks notebooks conftest.py
-	$(PY) -m pytest -n 2 -q
+	ADADELTA_REQUIRE_ALL=1 $(PY) -m pytest -n 2 --dist loadgroup --nbmake -q
+
+# Needs python3.x interpreters (see .ci/versions.sh), pip and a C++ compiler; not .venv.
+test-versions:
+	bash .ci/versions.sh
 
 # Regenerates each notebooks/NAME.ipynb from its jupytext source NAME.py and executes it in full
 # (not the quick mode the tests use), so that the committed notebooks show real outputs.

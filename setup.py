@@ -9,24 +9,22 @@ why).
 The kernel is a plain shared library that ``adadelta_optax/_fast.py`` loads with ctypes and hands
 to XLA; it is not a CPython extension module and touches no Python API. So it is named
 ``_adadelta_cpu.so`` (no CPython ABI suffix) and the wheel is tagged ``py3-none-<platform>``: one
-wheel serves every Python 3. On Linux the C++ runtime is linked statically (when the toolchain has
-it), so the library needs only glibc and ``auditwheel repair`` can give it a ``manylinux`` tag.
+wheel serves every Python 3. It needs only libc and libstdc++ (both allowed by the manylinux
+policies), so ``auditwheel repair`` gives it a ``manylinux`` tag: the newest glibc and libstdc++
+symbols it uses set which one (linking libstdc++ statically would add newer glibc symbols, not
+fewer); built in a manylinux container, the tag is that container's.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
-from setuptools.errors import LinkError
 
 KERNEL = "adadelta_optax._adadelta_cpu"
-# libstdc++ and libgcc inside the library, their symbols kept out of its dynamic symbol table.
-STATIC_RUNTIME = ["-static-libstdc++", "-static-libgcc", "-Wl,--exclude-libs,ALL"]
 
 
 def _ffi_include_dir() -> str:
@@ -36,28 +34,13 @@ def _ffi_include_dir() -> str:
 
 
 class BuildKernel(build_ext):
-  """Names the kernel ``_adadelta_cpu.so`` and links its C++ runtime statically where it can."""
+  """Names the kernel ``_adadelta_cpu.so``: a library for ctypes, not a CPython module."""
 
   def get_ext_filename(self, fullname: str) -> str:
     # Called with the full dotted name and, by get_ext_fullpath, with its last part alone.
     if fullname in (KERNEL, KERNEL.rpartition(".")[2]):
       return os.path.join(*fullname.split(".")) + ".so"
     return super().get_ext_filename(fullname)
-
-  def build_extension(self, ext: Extension) -> None:
-    if ext.name != KERNEL or not sys.platform.startswith("linux"):
-      super().build_extension(ext)
-      return
-    dynamic_args = list(ext.extra_link_args)
-    ext.extra_link_args = dynamic_args + STATIC_RUNTIME
-    try:
-      super().build_extension(ext)
-    except LinkError:
-      # Toolchains without libstdc++.a (some distributions package it separately): link the
-      # shared C++ runtime instead; only the manylinux tag of the wheel depends on it.
-      print("warning: cannot link the C++ runtime statically; linking it dynamically instead")
-      ext.extra_link_args = dynamic_args
-      super().build_extension(ext)
 
 
 class PlatformWheel(bdist_wheel):

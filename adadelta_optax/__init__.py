@@ -10,8 +10,13 @@ from adadelta_optax._checkpoint import CheckpointError, restore_checkpoint, save
 from adadelta_optax._clipping import clip_gradients
 from adadelta_optax._config import register_schedule
 from adadelta_optax._core import ScaleByAdadeltaState, scale_by_adadelta
-from adadelta_optax._fast import kernel_available, kernel_unavailable_reason
+from adadelta_optax._fast import (
+  KernelUnavailableWarning,
+  kernel_available,
+  kernel_unavailable_reason,
+)
 from adadelta_optax._flat import flatten_params
+from adadelta_optax._info import info
 from adadelta_optax._keras_config import from_keras_config, to_keras_config
 from adadelta_optax._keras_state import keras3_variables, set_keras3_variables
 from adadelta_optax._keras_training import KerasTrainingState, with_keras_training
@@ -37,6 +42,7 @@ __all__ = [
   "Adadelta",
   "AdadeltaState",
   "KerasTrainingState",
+  "KernelUnavailableWarning",
   "CheckpointError",
   "ScaleByAdadeltaState",
   "ScaleByDecayedLearningRateState",
@@ -49,6 +55,7 @@ __all__ = [
   "from_keras_config",
   "from_torch_state_dict",
   "get_weights",
+  "info",
   "keras3_variables",
   "kernel_available",
   "kernel_unavailable_reason",

@@ -56,8 +56,9 @@ _SYMBOLS = {
 # XLA checks the FFI API version a handler was compiled against when it is registered
 # (xla/ffi/ffi_api.cc, RegisterHandler): same major, at least its minimum (0.1 in every jaxlib from
 # 0.8.1 to 0.10.2) and at most the running jaxlib's own; jaxlib 0.4.36 to 0.8.0 speak 0.1 and
-# refuse anything newer. A refused handler fails the start of JAX's whole CPU backend, so the
-# versions are compared here first and nothing is registered when they do not fit.
+# refuse anything newer (0.4.30 speaks 0.0 and checks nothing). A refused handler fails the start
+# of JAX's whole CPU backend, so the versions are compared here first and nothing is registered
+# when they do not fit.
 FFI_API_MIN = (0, 1)
 # The header of the running jaxlib that defines its FFI API version.
 _FFI_API_HEADER = Path("xla", "ffi", "api", "c_api.h")
@@ -96,8 +97,8 @@ def rebuild_command() -> str:
     requirement = "adadelta-optax"
   return (
     "pip install 'setuptools>=77' && pip install --no-build-isolation --no-binary adadelta-optax "
-    f"--force-reinstall --no-deps {requirement} (from a source checkout: `.` for the last "
-    "argument), with a C++17 compiler"
+    f"--force-reinstall --no-deps {requirement} (in a source checkout: `.` in place of "
+    f"{requirement}; a C++17 compiler is needed)"
   )
 
 
@@ -162,7 +163,7 @@ def _load() -> str | None:
   path = kernel_file()
   if path is None:
     return (
-      "the compiled kernel (adadelta_optax/_adadelta_cpu*.so) was not built with the package "
+      "the compiled kernel (adadelta_optax/_adadelta_cpu.so) was not built with the package "
       f"(no C++17 compiler at install time?); to build it: {rebuild_command()}"
     )
   try:
@@ -194,7 +195,7 @@ def warn_if_unavailable() -> None:
   if reason is not None:
     warnings.warn(
       "adadelta_optax: the C++ CPU kernel is unavailable, so adadelta() runs the fused JAX path "
-      f"(the same arithmetic, slower on CPU): {reason}. adadelta_optax.info() shows the details; "
+      f"(the same step, slower on CPU): {reason}. adadelta_optax.info() shows the details; "
       "implementation='fused' chooses that path without this warning.",
       KernelUnavailableWarning,
       stacklevel=4,

@@ -193,7 +193,7 @@ squared_norms_p = jax.extend.core.Primitive("adadelta_optax_squared_norms")
 
 @squared_norms_p.def_abstract_eval
 def _abstract_eval(*leaves: Any) -> jax.core.ShapedArray:
-  dtype = jnp.real(jnp.zeros((), leaves[0].dtype)).dtype
+  dtype = np.zeros((), leaves[0].dtype).real.dtype  # no array: this runs in abstract eval
   return jax.core.ShapedArray((len(leaves),), dtype)
 
 
