@@ -37,7 +37,7 @@ SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
   "tests/test_checkpoint.py": (("frameworks",), ("orbax.checkpoint",)),
   "tests/test_examples.py": (("frameworks", "examples"), ("matplotlib", "tqdm", "sklearn")),
   "tests/test_export.py": ((), ("flatbuffers",)),
-  "tests/test_external_data.py": (("frameworks",), ("hypothesis",)),
+  "tests/test_external_data.py": (("frameworks",), ("hypothesis", "orbax.checkpoint")),
   "tests/test_fast.py::test_fused_implementation_exports_for_cpu_and_runs": ((), ("flatbuffers",)),
   "tests/test_hostile.py": (("frameworks",), ("hypothesis",)),
   "tests/test_install.py": (("install",), ("build",)),

@@ -284,3 +284,37 @@ def test_examples_that_once_passed(value):
   state = tx.init({"a": jnp.ones(3, jnp.float32)})
   with pytest.raises(ValueError, match=r"weights\[1\].*do not fit"):
     tx.set_weights(state, [np.int64(0), np.broadcast_to(np.asarray(value), (3,)), np.zeros(3)])
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+MANIFEST_FIELDS = ["format", "treedef", "leaves", "path", "shape", "dtype", "sha256"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(MANIFEST_FIELDS), bad_values)
+def test_checkpoint_manifest_entries(tmp_path_factory, field, value):
+  """A checkpoint's manifest with one field replaced: a CheckpointError (which names the
+  checkpoint and what is wrong), or, where the value means what was there, the same restore."""
+  import json
+
+  path = tmp_path_factory.mktemp("ckpt") / "c"
+  tree = {"w": jnp.arange(6.0).reshape(2, 3), "s": adadelta_optax.adadelta().init(jnp.ones(2))}
+  adadelta_optax.save_checkpoint(path, tree)
+  target = path / "manifest" / "metadata"
+  manifest = json.loads(target.read_text())
+  if field in ("format", "treedef", "leaves"):
+    manifest[field] = value
+  else:
+    manifest["leaves"][0][field] = value
+  try:
+    target.write_text(json.dumps(manifest))
+  except (TypeError, ValueError):
+    return  # not JSON (bytes, NumPy values): it cannot be in a manifest file
+  try:
+    restored = adadelta_optax.restore_checkpoint(path, tree)
+  except adadelta_optax.CheckpointError as error:
+    assert str(path) in str(error)
+    return
+  for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(tree), strict=True):
+    np.testing.assert_array_equal(a, b)
