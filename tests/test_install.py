@@ -34,8 +34,8 @@ pytestmark = pytest.mark.install
 ROOT = Path(__file__).resolve().parents[1]
 _PYPROJECT = (ROOT / "pyproject.toml").read_text()
 # The declared oldest jax and jaxlib ([project].dependencies).
-FLOOR_JAX = re.search(r'"jax>=([\w.]+)"', _PYPROJECT).group(1)
-FLOOR_JAXLIB = re.search(r'"jaxlib>=([\w.]+)"', _PYPROJECT).group(1)
+FLOOR_JAX = re.search(r'"jax>=([0-9][\w.]*)', _PYPROJECT).group(1)
+FLOOR_JAXLIB = re.search(r'"jaxlib>=([0-9][\w.]*)', _PYPROJECT).group(1)
 # The newest: what this environment runs (jaxlib 0.10: FFI API 0.3).
 NEWEST_JAX = importlib.metadata.version("jax")
 NEWEST_JAXLIB = importlib.metadata.version("jaxlib")
