@@ -242,7 +242,8 @@ class _AdadeltaTransform:
     """Each number must survive the cast to the dtype the step computes in (per leaf)."""
     h = self.hyperparams
     leaves = jax.tree.leaves(accum_grad)
-    for dtype in {jnp.real(jnp.zeros((), jnp.result_type(a))).dtype for a in leaves}:
+    # NumPy (with ml_dtypes) for the real dtype: no device array per leaf in every eager update.
+    for dtype in {np.zeros((), jnp.result_type(a)).real.dtype for a in leaves}:
       for name in ("epsilon", "clipnorm", "clipvalue", "global_clipnorm"):
         _validation.check_fits_dtype(name, h[name], dtype, positive=True)
       for name in ("rho", "decay", "weight_decay"):
