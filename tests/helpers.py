@@ -151,3 +151,31 @@ def _options(kwargs, overrides):
   fields = {k: v for k, v in kwargs.items() if k not in ("weight_decay_mask", "state_dtype")}
   fields.update(overrides)
   return reference.Options(**fields)
+
+
+# --- A small torch.optim.Adadelta state dict (the torch state tests and their property test) ---
+
+TORCH_PARAMS = {"b": np.zeros(2), "w": np.zeros((3, 2))}  # leaves: b, w
+
+
+def torch_state_dict(step: float = 3.0, **group: Any) -> dict[str, Any]:
+  """``state_dict()`` of a torch Adadelta that stepped ``step`` times on TORCH_PARAMS."""
+  state = {
+    0: {"step": step, "square_avg": np.full(2, 0.1), "acc_delta": np.full(2, 0.2)},
+    1: {"step": step, "square_avg": np.full((3, 2), 0.3), "acc_delta": np.full((3, 2), 0.4)},
+  }
+  groups = [
+    dict(
+      lr=1.0,
+      rho=0.9,
+      eps=1e-6,
+      weight_decay=0.0,
+      foreach=None,
+      capturable=False,
+      maximize=False,
+      differentiable=False,
+      params=[0, 1],
+      **group,
+    )
+  ]
+  return {"state": state, "param_groups": groups}

@@ -23,6 +23,9 @@ from hypothesis import strategies as st
 
 import adadelta_optax
 
+from helpers import TORCH_PARAMS as PARAMS
+from helpers import torch_state_dict as _torch_dict
+
 EXAMPLES = 150  # per entry point and run (README: "Reliability")
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -145,31 +148,6 @@ def test_keras_config_entries(version, key, value):
 
 
 # --- torch state dicts ---------------------------------------------------------------------------
-
-PARAMS = {"b": np.zeros(2), "w": np.zeros((3, 2))}
-
-
-def _torch_dict():
-  return {
-    "state": {
-      0: {"step": 3.0, "square_avg": np.full(2, 0.1), "acc_delta": np.full(2, 0.2)},
-      1: {"step": 3.0, "square_avg": np.full((3, 2), 0.3), "acc_delta": np.full((3, 2), 0.4)},
-    },
-    "param_groups": [
-      dict(
-        lr=1.0,
-        rho=0.9,
-        eps=1e-6,
-        weight_decay=0.0,
-        foreach=None,
-        capturable=False,
-        maximize=False,
-        differentiable=False,
-        params=[0, 1],
-      )
-    ],
-  }
-
 
 TORCH_ENTRIES = [
   ("param_groups", 0, "lr"),

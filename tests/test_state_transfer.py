@@ -17,29 +17,8 @@ import pytest
 
 import adadelta_optax
 
-PARAMS = {"b": np.zeros(2), "w": np.zeros((3, 2))}  # leaves: b, w
-
-
-def _torch_dict(step=3.0, **group):
-  state = {
-    0: {"step": step, "square_avg": np.full(2, 0.1), "acc_delta": np.full(2, 0.2)},
-    1: {"step": step, "square_avg": np.full((3, 2), 0.3), "acc_delta": np.full((3, 2), 0.4)},
-  }
-  groups = [
-    dict(
-      lr=1.0,
-      rho=0.9,
-      eps=1e-6,
-      weight_decay=0.0,
-      foreach=None,
-      capturable=False,
-      maximize=False,
-      differentiable=False,
-      params=[0, 1],
-      **group,
-    )
-  ]
-  return {"state": state, "param_groups": groups}
+from helpers import TORCH_PARAMS as PARAMS
+from helpers import torch_state_dict as _torch_dict
 
 
 def test_torch_good_dict():
