@@ -401,8 +401,7 @@ def adadelta(
     ("maximize", maximize),
     ("sparse_rows", sparse_rows),
   ):
-    if not isinstance(value, (bool, np.bool_)):
-      raise TypeError(f"{name} must be a bool, got {value!r}.")
+    _validation.check_bool(name, value)
   _validation.canonical_state_dtype(state_dtype)
   _validation.check_mask(weight_decay_mask)
   if implementation not in IMPLEMENTATIONS:

@@ -78,9 +78,7 @@ def _flag(where: str, value: Any) -> bool:
     value = value.reshape(()) if value.size == 1 else value
   if isinstance(value, np.ndarray) and value.shape == () and value.dtype == np.bool_:
     value = value.item()
-  if not isinstance(value, (bool, np.bool_)):
-    raise TypeError(f"{where} must be a bool, got {value!r} ({type(value).__name__}).")
-  return bool(value)
+  return _validation.check_bool(where, value)
 
 
 def _leaf_map(

@@ -166,6 +166,13 @@ def check_mask(mask: Any) -> None:
       )
 
 
+def check_bool(name: str, value: Any) -> bool:
+  """``value`` as a bool: a Python or NumPy bool only (``bool('False')`` would be True)."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__}).")
+  return bool(value)
+
+
 def check_fits_dtype(name: str, value: Any, dtype: Any, *, positive: bool = False) -> None:
   """``value`` must stay finite (and, if ``positive``, non-zero) when cast to ``dtype``.
 

@@ -39,7 +39,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from adadelta_optax import _validation
 from adadelta_optax._config import register_schedule
@@ -70,13 +69,6 @@ def _non_negative(name: str, value: Any) -> None:
 
 def _finite(name: str, value: Any) -> None:
   _validation.check_number(name, value, allowed="a finite number")
-
-
-def _flag(name: str, value: Any) -> bool:
-  """A bool (Python or NumPy): ``'False'`` is a non-empty string, which ``bool()`` calls True."""
-  if not isinstance(value, (bool, np.bool_)):
-    raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__}).")
-  return bool(value)
 
 
 class LearningRateSchedule:
@@ -154,7 +146,7 @@ class _RateDecay(LearningRateSchedule):
     self.initial_learning_rate = initial_learning_rate
     self.decay_steps = decay_steps
     self.decay_rate = decay_rate
-    self.staircase = _flag("staircase", staircase)
+    self.staircase = _validation.check_bool("staircase", staircase)
     self.name = name
 
   def _progress(self, step: jax.Array) -> jax.Array:
@@ -315,7 +307,7 @@ class PolynomialDecay(LearningRateSchedule):
     self.decay_steps = decay_steps
     self.end_learning_rate = end_learning_rate
     self.power = power
-    self.cycle = _flag("cycle", cycle)
+    self.cycle = _validation.check_bool("cycle", cycle)
     self.name = name
 
   def _value(self, step: jax.Array) -> jax.Array:
