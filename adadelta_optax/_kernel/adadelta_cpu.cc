@@ -12,7 +12,7 @@
 //                     leaf's own c / max(||g||, c))
 //   g <- g + wd_coupled * x                        (flag kCoupled)
 //   A <- rho * A + (1 - rho) * g^2
-//   u <- sqrt(D + eps) * (1 / sqrt(A + eps)) * g
+//   u <- sqrt(D + eps) / sqrt(A + eps) * g      (as the NumPy reference and torch round it)
 //   D <- rho * D + (1 - rho) * u^2
 //   u <- u + wd_decoupled * x                      (flag kDecoupled)
 //   x <- x + (-lr) * u        (apply handlers)     or     out <- (-lr) * u   (update handlers)
@@ -79,7 +79,7 @@ inline __attribute__((always_inline)) void Body(int64_t lo, int64_t hi, const T*
     T xi = (F & (kCoupled | kDecoupled | kApply)) ? x[i] : T(0);
     if (F & kCoupled) gi = gi + wd_coupled * xi;
     const T ai = rho * a[i] + one_minus_rho * (gi * gi);
-    T ui = std::sqrt(d[i] + eps) * (T(1) / std::sqrt(ai + eps)) * gi;
+    T ui = std::sqrt(d[i] + eps) / std::sqrt(ai + eps) * gi;
     const T di = rho * d[i] + one_minus_rho * (ui * ui);
     if (F & kDecoupled) ui = ui + wd_decoupled * xi;
     const T step = neg_lr * ui;
