@@ -5,10 +5,10 @@ Exact parity with tf.keras 1.x/2.x, Keras 3, ``torch.optim.Adadelta`` and ``opta
 """
 
 from adadelta_optax import presets, schedules
-from adadelta_optax._alias import Adadelta, adadelta
+from adadelta_optax._alias import Adadelta, adadelta, from_adadelta_config, with_keras_training
 from adadelta_optax._checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
 from adadelta_optax._clipping import clip_gradients
-from adadelta_optax._config import register_schedule
+from adadelta_optax._config import AdadeltaConfig, TrainingOptions, register_schedule
 from adadelta_optax._core import ScaleByAdadeltaState, scale_by_adadelta
 from adadelta_optax._fast import (
   KernelUnavailableWarning,
@@ -19,7 +19,7 @@ from adadelta_optax._flat import flatten_params
 from adadelta_optax._info import info
 from adadelta_optax._keras_config import from_keras_config, to_keras_config
 from adadelta_optax._keras_state import keras3_variables, set_keras3_variables
-from adadelta_optax._keras_training import KerasTrainingState, with_keras_training
+from adadelta_optax._keras_training import KerasTrainingState
 from adadelta_optax._learning_rate import (
   ScaleByDecayedLearningRateState,
   scale_by_decayed_learning_rate,
@@ -40,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
   "Adadelta",
+  "AdadeltaConfig",
   "AdadeltaState",
   "KerasTrainingState",
   "KernelUnavailableWarning",
@@ -52,6 +53,7 @@ __all__ = [
   "add_decayed_weights",
   "clip_gradients",
   "flatten_params",
+  "from_adadelta_config",
   "from_keras_config",
   "from_torch_state_dict",
   "get_weights",
@@ -72,6 +74,7 @@ __all__ = [
   "set_weights",
   "to_keras_config",
   "to_torch_state_dict",
+  "TrainingOptions",
   "with_keras_training",
   "skip_nonfinite",
   "state_shardings",

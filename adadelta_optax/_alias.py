@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,8 @@ from adadelta_optax import (
   _validation,
   _weights,
 )
+from adadelta_optax._config import AdadeltaConfig, Implementation, TrainingOptions, fields_of
+from adadelta_optax._keras_training import KerasTraining, MicroStepSchedule
 from adadelta_optax._learning_rate import (
   ScaleByDecayedLearningRateState,
   scale_by_decayed_learning_rate,
@@ -41,16 +44,21 @@ class Adadelta(optax.GradientTransformationExtraArgs):
   __slots__ = ()
 
   @property
+  def config(self) -> AdadeltaConfig:
+    """The :class:`~adadelta_optax.AdadeltaConfig` this optimizer was built from."""
+    return _owner(self).config
+
+  @property
+  def training_options(self) -> TrainingOptions:
+    """Keras 3's training options around the rule (:func:`with_keras_training`); all off by
+    default."""
+    owner = _owner(self)
+    return owner.training if isinstance(owner, KerasTraining) else TrainingOptions()
+
+  @property
   def hyperparams(self) -> dict[str, Any]:
-    """The arguments this optimizer was built with (as passed to :func:`adadelta`)."""
-    owner = getattr(self.init, "__self__", None)
-    # _AdadeltaTransform here; the Keras 3 training wrapper (_keras_training) holds its own.
-    hyperparams = getattr(owner, "hyperparams", None)
-    if not isinstance(hyperparams, dict):
-      raise TypeError(
-        "this Adadelta was not built by adadelta_optax.adadelta() and has no hyperparameters."
-      )
-    return dict(hyperparams)
+    """:attr:`config` and :attr:`training_options` as one dict of arguments, by name."""
+    return {**fields_of(self.config), **fields_of(self.training_options)}
 
   def get_config(self) -> dict[str, Any]:
     """The hyperparameters as a JSON-serializable dict; :meth:`from_config` inverts it.
@@ -58,16 +66,14 @@ class Adadelta(optax.GradientTransformationExtraArgs):
     Raises:
       TypeError: for a learning-rate schedule or mask that cannot be serialized.
     """
-    return _config.to_config(self.hyperparams)
+    return _config.to_dict(self.config, self.training_options)
 
   @classmethod
   def from_config(cls, config: dict[str, Any]) -> Adadelta:
     """Rebuilds the optimizer from :meth:`get_config`'s dict (unknown keys are a TypeError)."""
-    from adadelta_optax import _keras_training  # it builds on this module
-
-    kwargs = _config.from_config(config)
-    training = _config.pop_training_options(kwargs)
-    return _keras_training.with_keras_training(adadelta(**kwargs), **training)
+    adadelta_config, training = _config.from_dict(config)
+    tx = from_adadelta_config(adadelta_config)
+    return with_keras_training(tx, **fields_of(training)) if training.enabled else tx
 
   def get_weights(self, state: Any) -> list[np.ndarray]:
     """The optimizer state as tf.keras 2.x ``get_weights()``: see :func:`get_weights`."""
@@ -81,10 +87,9 @@ class Adadelta(optax.GradientTransformationExtraArgs):
   def implementation(self) -> str:
     """Which path ``update`` and :meth:`apply_gradients` run: ``"kernel"`` (the fused step, by
     the C++ kernel on a single-device CPU process and fused JAX elsewhere), ``"fused"`` (fused
-    JAX everywhere) or ``"xla"`` (the reference chain of small transforms)."""
-    owner = getattr(self.init, "__self__", None)
-    inner = getattr(owner, "inner", None)  # the Keras 3 training wrapper runs an inner Adadelta
-    return inner.implementation if isinstance(inner, Adadelta) else _owner(self).path
+    JAX everywhere) or ``"xla"`` (the chain of this package's public transforms)."""
+    owner = _owner(self)
+    return owner.inner.implementation if isinstance(owner, KerasTraining) else owner.path
 
   def apply_gradients(
     self, grads: optax.Updates, state: Any, params: optax.Params
@@ -112,11 +117,12 @@ class Adadelta(optax.GradientTransformationExtraArgs):
     Add XLA's ``cost_analysis()["bytes accessed"]`` of the compiled step (which cannot see
     inside the kernel) for the step's total memory traffic.
     """
-    _owner(self)  # a plain adadelta() (wrappers hold other state)
+    if not isinstance(_owner(self), _AdadeltaTransform):
+      raise TypeError("kernel_bytes needs a plain adadelta() (wrappers hold other state).")
     if self.implementation != "kernel" or jax.device_count() != 1:
       return 0
     state = jax.eval_shape(self.init, params)
-    return _fast.kernel_bytes(self.hyperparams, params, state.accum_grad, apply=apply)
+    return _fast.kernel_bytes(self.config, params, state.accum_grad, apply=apply)
 
   def get_gradients(self, loss_fn: Callable[..., Any], params: optax.Params, *args: Any) -> Any:
     """Gradients of the scalar ``loss_fn(params, *args)`` with respect to ``params``.
@@ -138,44 +144,43 @@ class Adadelta(optax.GradientTransformationExtraArgs):
     return self.update(grads, state, params)
 
 
-def _owner(tx: Adadelta) -> _AdadeltaTransform:
+def _owner(tx: Adadelta) -> _AdadeltaTransform | KerasTraining:
+  """The object whose bound ``init``/``update`` are ``tx``'s: it holds the configuration."""
   owner = getattr(tx.init, "__self__", None)
-  if not isinstance(owner, _AdadeltaTransform):
+  if not isinstance(owner, (_AdadeltaTransform, KerasTraining)):
     raise TypeError(
-      "this Adadelta was not built by adadelta_optax.adadelta() and has no hyperparameters."
+      "this Adadelta was not built by adadelta_optax.adadelta() and has no configuration."
     )
   return owner
 
 
-IMPLEMENTATIONS = ("auto", "kernel", "fused", "xla")
-
-
 class _AdadeltaTransform:
-  """Holds the hyperparameters; its bound ``init``/``update`` are the :class:`Adadelta` fields."""
+  """Holds the configuration; its bound ``init``/``update`` are the :class:`Adadelta` fields."""
 
-  def __init__(self, hyperparams: dict[str, Any]) -> None:
-    self.hyperparams = hyperparams
-    h = hyperparams
-    self.state_dtype = _validation.canonical_state_dtype(h["state_dtype"])
-    wd = h["weight_decay"]
-    decoupled = h["decoupled_weight_decay"]
-    self.pre_rule = optax.chain(
-      optax.scale(-1.0) if h["maximize"] else optax.identity(),
-      _clipping.clip_gradients(
-        h["clipvalue"], h["clipnorm"], h["global_clipnorm"], clip_order=h["clip_order"]
-      ),
-      add_decayed_weights(0.0 if decoupled else wd, h["weight_decay_mask"]),
-    )
-    self.rule = _core.scale_by_adadelta(h["rho"], h["epsilon"], state_dtype=self.state_dtype)
-    self.post_rule = add_decayed_weights(wd if decoupled else 0.0, h["weight_decay_mask"])
-    self.learning_rate = scale_by_decayed_learning_rate(h["learning_rate"], h["decay"])
-    if h["clip_order"] != "value_then_norm":
-      self.path = "xla"  # the fused step clips in tf.keras 2.x order only
-    elif h["implementation"] in ("xla", "fused"):
-      self.path = h["implementation"]
+  def __init__(self, config: AdadeltaConfig) -> None:
+    self.config = config
+    c = config
+    self.state_dtype = c.state_dtype
+    wd, decoupled = c.weight_decay, c.decoupled_weight_decay
+    if c.implementation == "kernel" and not _fast.kernel_available():
+      raise ValueError(
+        f"implementation='kernel' but {_fast.kernel_unavailable_reason()}; reinstall with a "
+        "C++ compiler present, or use implementation='auto' or 'fused'."
+      )
+    if c.implementation in ("xla", "fused"):
+      self.path = c.implementation
     else:
       _fast.warn_if_unavailable()  # once per process: why 'auto' runs without the kernel
       self.path = "kernel" if _fast.kernel_available() else "fused"
+    # The "xla" path: the same step as a chain of the package's public transforms.
+    self.pre_rule = optax.chain(
+      optax.scale(-1.0) if c.maximize else optax.identity(),
+      _clipping.clip_gradients(c.clipvalue, c.clipnorm, c.global_clipnorm, clip_order=c.clip_order),
+      add_decayed_weights(0.0 if decoupled else wd, c.weight_decay_mask),
+    )
+    self.rule = _core.scale_by_adadelta(c.rho, c.epsilon, state_dtype=c.state_dtype)
+    self.post_rule = add_decayed_weights(wd if decoupled else 0.0, c.weight_decay_mask)
+    self.learning_rate = scale_by_decayed_learning_rate(c.learning_rate, c.decay)
 
   def _cast(self, tree: Any) -> Any:
     if self.state_dtype is None or tree is None:
@@ -240,25 +245,30 @@ class _AdadeltaTransform:
 
   def _check_hyperparameters_fit(self, accum_grad: Any) -> None:
     """Each number must survive the cast to the dtype the step computes in (per leaf)."""
-    h = self.hyperparams
+    c = self.config
     leaves = jax.tree.leaves(accum_grad)
     # NumPy (with ml_dtypes) for the real dtype: no device array per leaf in every eager update.
     for dtype in {np.zeros((), jnp.result_type(a)).real.dtype for a in leaves}:
-      for name in ("epsilon", "clipnorm", "clipvalue", "global_clipnorm"):
-        _validation.check_fits_dtype(name, h[name], dtype, positive=True)
-      for name in ("rho", "decay", "weight_decay"):
-        _validation.check_fits_dtype(name, h[name], dtype)
+      for name, value in (
+        ("epsilon", c.epsilon),
+        ("clipnorm", c.clipnorm),
+        ("clipvalue", c.clipvalue),
+        ("global_clipnorm", c.global_clipnorm),
+      ):
+        _validation.check_fits_dtype(name, value, dtype, positive=True)
+      for name, value in (("rho", c.rho), ("decay", c.decay), ("weight_decay", c.weight_decay)):
+        _validation.check_fits_dtype(name, value, dtype)
       rate_dtype = jnp.promote_types(dtype, jnp.float32)  # the learning rate: >= float32
-      _validation.check_fits_dtype("learning_rate", h["learning_rate"], rate_dtype)
+      _validation.check_fits_dtype("learning_rate", c.learning_rate, rate_dtype)
 
   def _fused(
     self, grads: optax.Updates, state: AdadeltaState, params: optax.Params | None, apply: bool
   ) -> tuple[Any, AdadeltaState]:
-    needs_params = apply or not is_weight_decay_disabled(self.hyperparams["weight_decay"])
+    needs_params = apply or not is_weight_decay_disabled(self.config.weight_decay)
     if needs_params:
       require_params(grads, params)
     out, accum_grad, accum_var = _fast.tree_step(
-      self.hyperparams,
+      self.config,
       grads,
       state.accum_grad,
       state.accum_var,
@@ -287,7 +297,7 @@ def adadelta(
   weight_decay_mask: MaskOrFn = None,
   maximize: bool = False,
   state_dtype: Any = None,
-  implementation: str = "auto",
+  implementation: Implementation = "auto",
   sparse_rows: bool = False,
 ) -> Adadelta:
   r"""The Adadelta optimizer (Zeiler 2012) with a learning rate, as in tf.keras, torch and optax.
@@ -377,58 +387,108 @@ def adadelta(
   References:
     Zeiler, `ADADELTA: An Adaptive Learning Rate Method <https://arxiv.org/abs/1212.5701>`_, 2012.
   """
-  _validation.check_learning_rate(learning_rate)
-  _validation.check_number("rho", rho, low=0.0, high=1.0, allowed="a finite number in [0, 1]")
-  _validation.check_number(
-    "epsilon", epsilon, low=0.0, low_inclusive=False, allowed="a finite number > 0"
+  config = AdadeltaConfig(
+    learning_rate=learning_rate,
+    rho=rho,
+    epsilon=epsilon,
+    decay=decay,
+    clipnorm=clipnorm,
+    clipvalue=clipvalue,
+    global_clipnorm=global_clipnorm,
+    clip_order=clip_order,
+    weight_decay=weight_decay,
+    decoupled_weight_decay=decoupled_weight_decay,
+    weight_decay_mask=weight_decay_mask,
+    maximize=maximize,
+    state_dtype=state_dtype,
+    sparse_rows=sparse_rows,
+    implementation=implementation,
   )
-  _validation.check_number("decay", decay, low=0.0, allowed="a finite number >= 0")
-  _validation.check_number("weight_decay", weight_decay, low=0.0, allowed="a finite number >= 0")
-  for name, value in (
-    ("clipnorm", clipnorm),
-    ("clipvalue", clipvalue),
-    ("global_clipnorm", global_clipnorm),
-  ):
-    _validation.check_optional_positive(name, value)
-  if clipnorm is not None and global_clipnorm is not None:
-    raise ValueError(
-      f"clipnorm ({clipnorm!r}) and global_clipnorm ({global_clipnorm!r}) cannot both be set "
-      "(as in tf.keras): choose per-leaf or global norm clipping."
-    )
-  _clipping.check_clip_order(clip_order)
-  for name, value in (
-    ("decoupled_weight_decay", decoupled_weight_decay),
-    ("maximize", maximize),
-    ("sparse_rows", sparse_rows),
-  ):
-    _validation.check_bool(name, value)
-  _validation.canonical_state_dtype(state_dtype)
-  _validation.check_mask(weight_decay_mask)
-  if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}.")
-  if implementation == "kernel" and not _fast.kernel_available():
-    raise ValueError(
-      f"implementation='kernel' but {_fast.kernel_unavailable_reason()}; reinstall with a C++ "
-      "compiler present, or use implementation='auto' or 'xla'."
-    )
-  transform = _AdadeltaTransform(
-    dict(
-      learning_rate=learning_rate,
-      rho=rho,
-      epsilon=epsilon,
-      decay=decay,
-      clipnorm=clipnorm,
-      clipvalue=clipvalue,
-      global_clipnorm=global_clipnorm,
-      clip_order=clip_order,
-      weight_decay=weight_decay,
-      decoupled_weight_decay=bool(decoupled_weight_decay),
-      weight_decay_mask=weight_decay_mask,
-      maximize=bool(maximize),
-      state_dtype=state_dtype,
-      implementation=implementation,
-      sparse_rows=bool(sparse_rows),
-    )
-  )
-  update = _sparse.skip_untouched_rows(transform.update) if sparse_rows else transform.update
+  return from_adadelta_config(config)
+
+
+def from_adadelta_config(config: AdadeltaConfig) -> Adadelta:
+  """The optimizer described by ``config``: ``adadelta(**fields)`` without checking it again.
+
+  Example:
+    >>> import adadelta_optax
+    >>> config = adadelta_optax.AdadeltaConfig(learning_rate=0.5, weight_decay=0.01)
+    >>> tx = adadelta_optax.from_adadelta_config(config)
+    >>> tx.config is config
+    True
+  """
+  if not isinstance(config, AdadeltaConfig):
+    raise TypeError(f"config must be an adadelta_optax.AdadeltaConfig, got {type(config)}.")
+  transform = _AdadeltaTransform(config)
+  update = _sparse.skip_untouched_rows(transform.update) if config.sparse_rows else transform.update
   return Adadelta(transform.init, update)
+
+
+def with_keras_training(
+  tx: Adadelta,
+  *,
+  loss_scale_factor: float | None = None,
+  gradient_accumulation_steps: int | None = None,
+  use_ema: bool = False,
+  ema_momentum: float = 0.99,
+  ema_overwrite_frequency: int | None = None,
+) -> Adadelta:
+  r"""Adds Keras 3's ``loss_scale_factor``, ``gradient_accumulation_steps`` and EMA to ``tx``.
+
+  Keras 3's optimizer base class in optax form (see :mod:`adadelta_optax._keras_training` for
+  the exact order). With all options off ``tx`` is returned unchanged.
+
+  - ``loss_scale_factor = s``: gradients are divided by ``s`` first. Multiply your loss by ``s``
+    (Keras' ``optimizer.scale_loss``), as Keras' trainers do.
+  - ``gradient_accumulation_steps = N``: updates every ``N``-th call with the mean of the last
+    ``N`` gradients, zero updates in between; schedules see the micro-step count.
+  - ``use_ema``: keeps :math:`a \leftarrow m a + (1 - m) x` of the params (``m = 0`` until the
+    first update is done); ``ema_overwrite_frequency = F`` moves the params onto the average
+    every ``F`` updates. Without ``F`` use ``state.average`` yourself at the end (Keras'
+    ``finalize_variable_values``).
+
+  Args:
+    tx: an optimizer made by :func:`adadelta_optax.adadelta` (or a preset).
+    loss_scale_factor: ``None`` or a number ``> 0``.
+    gradient_accumulation_steps: ``None`` or an integer ``>= 2``.
+    use_ema: whether to keep the moving average of the params.
+    ema_momentum: :math:`m` in ``[0, 1]``.
+    ema_overwrite_frequency: ``None`` or an integer ``>= 1`` (needs ``use_ema``).
+
+  Returns:
+    An :class:`~adadelta_optax.Adadelta` with state :class:`KerasTrainingState`, whose
+    ``get_config`` includes the options.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import adadelta_optax
+    >>> tx = adadelta_optax.with_keras_training(
+    ...     adadelta_optax.adadelta(), gradient_accumulation_steps=2)
+    >>> state = tx.init(jnp.zeros(2))
+    >>> updates, state = tx.update(jnp.ones(2), state)
+    >>> print(updates, int(state.iteration), int(state.inner.count))
+    [0. 0.] 1 0
+    >>> updates, state = tx.update(jnp.ones(2), state)
+    >>> print(int(state.iteration), int(state.inner.count))
+    2 1
+  """
+  training = TrainingOptions(
+    loss_scale_factor=loss_scale_factor,
+    gradient_accumulation_steps=gradient_accumulation_steps,
+    use_ema=use_ema,
+    ema_momentum=ema_momentum,
+    ema_overwrite_frequency=ema_overwrite_frequency,
+  )
+  owner = _owner(tx)
+  if not training.enabled:
+    return tx
+  if isinstance(owner, KerasTraining):
+    raise TypeError("tx already has Keras training options; pass them all in one call.")
+  config = owner.config
+  steps = training.gradient_accumulation_steps
+  inner = tx
+  if steps and callable(config.learning_rate):
+    micro = MicroStepSchedule(config.learning_rate, steps)
+    inner = from_adadelta_config(dataclasses.replace(config, learning_rate=micro))
+  wrapper = KerasTraining(config, training, inner)
+  return Adadelta(wrapper.init, wrapper.update)

@@ -3,12 +3,13 @@
 tf.keras 2.x (``OptimizerV2._transform_gradients``) and Keras 3 clip in the order clipvalue, then
 clipnorm, then global_clipnorm; tf.keras 1.x (``keras.optimizers.Optimizer.get_gradients``) clips
 clipnorm first, then clipvalue (``clip_order="norm_then_value"``). Both use the formulas of
-``tf.clip_by_value``, ``tf.clip_by_norm`` and ``tf.clip_by_global_norm``. They are reproduced here
-operation for operation, including two quirks: a leaf below the norm threshold is still multiplied
-and divided by ``clipnorm``, and the global scale is ``c * min(1 / norm, 1 / c)``, which is not
-exactly 1 for every ``c`` (e.g. ``49 * (1 / 49) != 1`` in float64). A non-finite global norm turns
-every gradient into NaN, as in TensorFlow. (XLA rewrites a division by a scalar into a
-multiplication by its reciprocal, so a clipped leaf may differ from TensorFlow's in the last bit.)
+``tf.clip_by_value``, ``tf.clip_by_norm`` and ``tf.clip_by_global_norm``, with one rounding
+difference: a clipped leaf is ``g * (c / max(||g||, c))`` (:func:`norm_scale`, the one formula
+that the fused step and the C++ kernel use too), where TF multiplies by ``c`` and then divides, so
+a clipped leaf may differ from TensorFlow's in the last bit (below the threshold ours is exactly
+``g``, TF's ``(g * c) / c`` may not be). The global scale is TF's ``c * min(1 / norm, 1 / c)``,
+which is not exactly 1 for every ``c`` (e.g. ``49 * (1 / 49) != 1`` in float64). A non-finite
+global norm turns every gradient into NaN, as in TensorFlow.
 
 Complex leaves: norms use :math:`|g|^2 = \\mathrm{re}^2 + \\mathrm{im}^2`; clipvalue clips the real
 and imaginary parts independently (the same convention as the Adadelta accumulators).
@@ -57,10 +58,19 @@ def leaf_norm(leaf: jax.Array) -> jax.Array:
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, l2sum, 1)), l2sum)
 
 
+def norm_scale(norm: jax.Array, clipnorm: Any) -> jax.Array:
+  """The factor of ``tf.clip_by_norm``: ``c / max(||g||, c)``, in ``norm``'s dtype.
+
+  The one formula of per-leaf norm clipping: :func:`clip_norm`, the fused step and the C++
+  kernel (``leaf_hyper[kGradScale]``) all multiply the gradient by it.
+  """
+  c = jnp.asarray(clipnorm, norm.dtype)
+  return c / jnp.maximum(norm, c)
+
+
 def clip_norm(leaf: jax.Array, clipnorm: Any) -> jax.Array:
-  """``tf.clip_by_norm(g, c)``: ``g * c / max(||g||, c)`` with TF's safe norm at zero."""
-  c = jnp.asarray(clipnorm, _real_dtype(leaf))
-  return (leaf * c) / jnp.maximum(leaf_norm(leaf), c).astype(leaf.dtype)
+  """``tf.clip_by_norm(g, c)``: ``g * (c / max(||g||, c))`` with TF's safe norm at zero."""
+  return leaf * norm_scale(leaf_norm(leaf), clipnorm).astype(leaf.dtype)
 
 
 def global_norm_scale(grads: optax.Updates, global_clipnorm: Any) -> jax.Array:

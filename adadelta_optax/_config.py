@@ -1,48 +1,172 @@
-"""Keras-style ``get_config`` / ``from_config``: the hyperparameters as a JSON-serializable dict."""
+"""The configuration of an Adadelta optimizer: one typed, frozen object, validated once.
+
+:class:`AdadeltaConfig` holds the arguments of :func:`adadelta_optax.adadelta`;
+:class:`TrainingOptions` those of :func:`adadelta_optax.with_keras_training` (Keras 3's training
+options around the rule). Both check every field when they are made, with errors that name the
+field, the value and what is allowed, and cannot change afterwards (``dataclasses.replace``
+makes a checked copy). Every path reads its numbers from here: the step
+(:mod:`adadelta_optax._fast`), ``get_config`` / ``from_config`` (:func:`to_dict`,
+:func:`from_dict`), and the Keras and torch interop.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
-import jax.numpy as jnp
+import jax
 import numpy as np
+import optax
 
 from adadelta_optax import _validation
+from adadelta_optax._clipping import ClipOrder, check_clip_order
+from adadelta_optax._weight_decay import MaskOrFn
 
-#: Keras 3's training options around the update rule (:func:`with_keras_training`), with the
-#: values that turn them off.
-TRAINING_DEFAULTS: dict[str, Any] = {
-  "loss_scale_factor": None,
-  "gradient_accumulation_steps": None,
-  "use_ema": False,
-  "ema_momentum": 0.99,
-  "ema_overwrite_frequency": None,
-}
+#: How the step runs (see :func:`adadelta_optax.adadelta`).
+Implementation = Literal["auto", "kernel", "fused", "xla"]
+IMPLEMENTATIONS: tuple[str, ...] = get_args(Implementation)
 
-#: The keys of :meth:`Adadelta.get_config`, in order: the arguments of :func:`adadelta`, then
-#: :data:`TRAINING_DEFAULTS`.
-CONFIG_KEYS = (
-  "learning_rate",
+#: A hyperparameter: a number, or a scalar array (traced under ``optax.inject_hyperparams``).
+Number = float | jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class AdadeltaConfig:
+  """The arguments of :func:`adadelta_optax.adadelta`, checked once when made.
+
+  Every field is documented at :func:`adadelta_optax.adadelta`. ``state_dtype`` is stored as a
+  ``jnp.dtype`` (or ``None``) and the flags as ``bool``, whatever form they were given in.
+  Numbers may be JAX tracers (under :func:`optax.inject_hyperparams`), which cannot be checked
+  and are accepted as they are.
+
+  Example:
+    >>> import dataclasses
+    >>> import adadelta_optax
+    >>> config = adadelta_optax.AdadeltaConfig(rho=0.9, clipnorm=1.0)
+    >>> tx = adadelta_optax.adadelta(**dataclasses.asdict(config))
+    >>> tx.config.rho, tx.config.clipnorm
+    (0.9, 1.0)
+    >>> dataclasses.replace(config, rho=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: rho must be a finite number in [0, 1], got 1.5.
+  """
+
+  learning_rate: optax.ScalarOrSchedule = 1.0
+  rho: Number = 0.95
+  epsilon: Number = 1e-7
+  decay: Number = 0.0
+  clipnorm: Number | None = None
+  clipvalue: Number | None = None
+  global_clipnorm: Number | None = None
+  clip_order: ClipOrder = "value_then_norm"
+  weight_decay: Number = 0.0
+  decoupled_weight_decay: bool = False
+  weight_decay_mask: MaskOrFn = None
+  maximize: bool = False
+  state_dtype: Any = None
+  sparse_rows: bool = False
+  implementation: Implementation = "auto"
+
+  def __post_init__(self) -> None:
+    _validation.check_learning_rate(self.learning_rate)
+    _validation.check_number(
+      "rho", self.rho, low=0.0, high=1.0, allowed="a finite number in [0, 1]"
+    )
+    _validation.check_number(
+      "epsilon", self.epsilon, low=0.0, low_inclusive=False, allowed="a finite number > 0"
+    )
+    _validation.check_number("decay", self.decay, low=0.0, allowed="a finite number >= 0")
+    _validation.check_number(
+      "weight_decay", self.weight_decay, low=0.0, allowed="a finite number >= 0"
+    )
+    for name in ("clipnorm", "clipvalue", "global_clipnorm"):
+      _validation.check_optional_positive(name, getattr(self, name))
+    if self.clipnorm is not None and self.global_clipnorm is not None:
+      raise ValueError(
+        f"clipnorm ({self.clipnorm!r}) and global_clipnorm ({self.global_clipnorm!r}) cannot "
+        "both be set (as in tf.keras): choose per-leaf or global norm clipping."
+      )
+    check_clip_order(self.clip_order)
+    for name in ("decoupled_weight_decay", "maximize", "sparse_rows"):
+      object.__setattr__(self, name, _validation.check_bool(name, getattr(self, name)))
+    object.__setattr__(self, "state_dtype", _validation.canonical_state_dtype(self.state_dtype))
+    _validation.check_mask(self.weight_decay_mask)
+    if not isinstance(self.implementation, str) or self.implementation not in IMPLEMENTATIONS:
+      raise ValueError(
+        f"implementation must be one of {IMPLEMENTATIONS}, got {self.implementation!r}."
+      )
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class TrainingOptions:
+  """Keras 3's training options around the rule (:func:`adadelta_optax.with_keras_training`).
+
+  The defaults turn every option off.
+  """
+
+  loss_scale_factor: float | None = None
+  gradient_accumulation_steps: int | None = None
+  use_ema: bool = False
+  ema_momentum: float = 0.99
+  ema_overwrite_frequency: int | None = None
+
+  def __post_init__(self) -> None:
+    if self.loss_scale_factor is not None:
+      _validation.check_number(
+        "loss_scale_factor",
+        self.loss_scale_factor,
+        low=0.0,
+        low_inclusive=False,
+        allowed="None or a finite number > 0",
+      )
+    for name, low in (("gradient_accumulation_steps", 2), ("ema_overwrite_frequency", 1)):
+      value = getattr(self, name)
+      if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or value < low
+      ):
+        raise ValueError(f"{name} must be None or an integer >= {low}, got {value!r}.")
+    if not isinstance(self.use_ema, bool):
+      raise TypeError(f"use_ema must be a bool, got {self.use_ema!r}.")
+    _validation.check_number(
+      "ema_momentum", self.ema_momentum, low=0.0, high=1.0, allowed="a finite number in [0, 1]"
+    )
+    if self.ema_overwrite_frequency is not None and not self.use_ema:
+      raise ValueError(
+        f"ema_overwrite_frequency={self.ema_overwrite_frequency!r} needs use_ema=True (Keras "
+        "ignores it otherwise; it is refused here so that it is not silently dropped)."
+      )
+
+  @property
+  def enabled(self) -> bool:
+    """Whether any option is on (else the wrapper is the identity)."""
+    return fields_of(self) != fields_of(TrainingOptions())
+
+
+def fields_of(config: AdadeltaConfig | TrainingOptions) -> dict[str, Any]:
+  """The fields of ``config`` by name, in order (shallow: values are not copied)."""
+  return {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}
+
+
+_ADADELTA_KEYS = tuple(f.name for f in dataclasses.fields(AdadeltaConfig))
+_TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(TrainingOptions))
+#: The keys of :meth:`Adadelta.get_config`, in order: the fields of :class:`AdadeltaConfig` but
+#: ``implementation``, then those of :class:`TrainingOptions`, then ``implementation``.
+CONFIG_KEYS = (*_ADADELTA_KEYS[:-1], *_TRAINING_KEYS, "implementation")
+
+#: The fields whose values are plain numbers (or None).
+_NUMBER_KEYS = (
   "rho",
   "epsilon",
   "decay",
   "clipnorm",
   "clipvalue",
   "global_clipnorm",
-  "clip_order",
   "weight_decay",
-  "decoupled_weight_decay",
-  "weight_decay_mask",
-  "maximize",
-  "state_dtype",
-  "sparse_rows",
-  *TRAINING_DEFAULTS,
-  "implementation",
+  "loss_scale_factor",
+  "ema_momentum",
 )
-
-#: The keys whose values are plain numbers (or None).
-_NUMBER_KEYS = ("rho", "epsilon", "decay", "clipnorm", "clipvalue", "global_clipnorm")
 
 _SCHEDULES: dict[str, type] = {}
 
@@ -96,41 +220,32 @@ def _mask_to_config(mask: Any, where: str = "weight_decay_mask") -> Any:
   )
 
 
-def to_config(hyperparams: dict[str, Any]) -> dict[str, Any]:
-  """The JSON-serializable config of ``adadelta(**hyperparams)``."""
-  lr = hyperparams["learning_rate"]
-  state_dtype = hyperparams["state_dtype"]
-  config: dict[str, Any] = {
-    "learning_rate": _schedule_to_config(lr) if callable(lr) else _number("learning_rate", lr),
-  }
-  for key in _NUMBER_KEYS:
-    config[key] = _number(key, hyperparams[key])
-  config["clip_order"] = hyperparams["clip_order"]
-  config["weight_decay"] = _number("weight_decay", hyperparams["weight_decay"])
-  config["decoupled_weight_decay"] = bool(hyperparams["decoupled_weight_decay"])
-  config["weight_decay_mask"] = _mask_to_config(hyperparams["weight_decay_mask"])
-  config["maximize"] = bool(hyperparams["maximize"])
-  config["state_dtype"] = None if state_dtype is None else jnp.dtype(state_dtype).name
-  config["sparse_rows"] = bool(hyperparams["sparse_rows"])
-  for key, default in TRAINING_DEFAULTS.items():
-    config[key] = hyperparams.get(key, default)
-  config["loss_scale_factor"] = _number("loss_scale_factor", config["loss_scale_factor"])
-  config["ema_momentum"] = _number("ema_momentum", config["ema_momentum"])
-  config["implementation"] = hyperparams["implementation"]
-  assert tuple(config) == CONFIG_KEYS
-  return config
+def to_dict(config: AdadeltaConfig, training: TrainingOptions) -> dict[str, Any]:
+  """``config`` and ``training`` as one JSON-serializable dict (:data:`CONFIG_KEYS`)."""
+  fields = {**fields_of(config), **fields_of(training)}
+  out: dict[str, Any] = {}
+  for key in CONFIG_KEYS:
+    value = fields[key]
+    if key == "learning_rate":
+      value = _schedule_to_config(value) if callable(value) else _number(key, value)
+    elif key in _NUMBER_KEYS:
+      value = _number(key, value)
+    elif key == "weight_decay_mask":
+      value = _mask_to_config(value)
+    elif key == "state_dtype":
+      value = None if value is None else value.name
+    out[key] = value
+  return out
 
 
-def pop_training_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-  """Removes the :data:`TRAINING_DEFAULTS` keys from ``kwargs`` and returns them."""
-  return {key: kwargs.pop(key) for key in TRAINING_DEFAULTS if key in kwargs}
+def from_dict(config: dict[str, Any]) -> tuple[AdadeltaConfig, TrainingOptions]:
+  """The :class:`AdadeltaConfig` and :class:`TrainingOptions` that :func:`to_dict` wrote.
 
-
-def from_config(config: dict[str, Any]) -> dict[str, Any]:
-  """The keyword arguments of :func:`adadelta` described by ``config``."""
+  Missing keys take their defaults; unknown keys are a TypeError.
+  """
   if not isinstance(config, dict):
     raise TypeError(f"config must be a dict (from Adadelta.get_config()), got {type(config)}.")
-  unknown = sorted(set(config) - set(CONFIG_KEYS))
+  unknown = sorted(set(config) - set(CONFIG_KEYS), key=str)
   if unknown:
     raise TypeError(
       f"Unknown Adadelta config key(s) {unknown}; allowed keys are {list(CONFIG_KEYS)}. "
@@ -146,4 +261,5 @@ def from_config(config: dict[str, Any]) -> dict[str, Any]:
         f"(registered: {sorted(_SCHEDULES)})."
       )
     kwargs["learning_rate"] = _SCHEDULES[name].from_config(lr["config"])
-  return kwargs
+  training = {key: kwargs.pop(key) for key in _TRAINING_KEYS if key in kwargs}
+  return AdadeltaConfig(**kwargs), TrainingOptions(**training)

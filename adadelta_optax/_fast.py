@@ -25,11 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from adadelta_optax import _clipping, _core
+from adadelta_optax._config import AdadeltaConfig
 from adadelta_optax._learning_rate import decayed_learning_rate
 from adadelta_optax._weight_decay import is_disabled, resolve_mask
 
-# Bit flags and hyperparameter layout shared with _kernel/adadelta_cpu.cc.
-CLIP_VALUE, SCALE, COUPLED, DECOUPLED, NORM_CLIP = 1, 2, 4, 8, 32
+# Bit flags and hyperparameter layout shared with _kernel/adadelta_cpu.cc. NORM_FIRST (with
+# NORM_CLIP): tf.keras 1.x order, the leaf's norm over the raw gradient and the value clip after.
+CLIP_VALUE, SCALE, COUPLED, DECOUPLED, NORM_CLIP, NORM_FIRST = 1, 2, 4, 8, 32, 64
 HYPER_FIELDS = (
   "rho",
   "one_minus_rho",
@@ -48,8 +50,6 @@ MAX_LEAVES_PER_CALL = 32
 _SYMBOLS = {
   "adadelta_optax_tree_f32": "AdadeltaTreeF32",
   "adadelta_optax_tree_f64": "AdadeltaTreeF64",
-  "adadelta_optax_floor_f32": "AdadeltaFloorF32",
-  "adadelta_optax_floor_f64": "AdadeltaFloorF64",
 }
 
 
@@ -231,10 +231,12 @@ def leaf_step_jax(
   real = jnp.real(jnp.zeros((), accum_grad.dtype)).dtype
   h = {name: value.astype(real) for name, value in zip(HYPER_FIELDS, hyper, strict=True)}
   g = grad.astype(accum_grad.dtype)
-  if flags & CLIP_VALUE:
+  if flags & CLIP_VALUE and not flags & NORM_FIRST:
     g = _clipping.clip_value(g, h["clipvalue"])
   if flags & SCALE:
     g = g * h["grad_scale"]
+  if flags & CLIP_VALUE and flags & NORM_FIRST:
+    g = _clipping.clip_value(g, h["clipvalue"])
   x = None if param is None else param.astype(accum_grad.dtype)
   if flags & COUPLED:
     g = g + h["wd_coupled"] * x
@@ -378,11 +380,11 @@ def _group_jax(
     if leaf_flags & NORM_CLIP:
       c = hyper[HYPER_FIELDS.index("clipnorm")]
       clipped = g.astype(a.dtype)
-      if leaf_flags & CLIP_VALUE:
+      if leaf_flags & CLIP_VALUE and not leaf_flags & NORM_FIRST:
         clipped = _clipping.clip_value(clipped, hyper[HYPER_FIELDS.index("clipvalue")])
       norm = _clipping.leaf_norm(clipped).astype(hyper.dtype)
       index = HYPER_FIELDS.index("grad_scale")
-      leaf_hyper = hyper.at[index].set(hyper[index] * (c / jnp.maximum(norm, c)))
+      leaf_hyper = hyper.at[index].set(hyper[index] * _clipping.norm_scale(norm, c))
       leaf_flags |= SCALE
     results.append(leaf_step_jax(g, x, a, d, leaf_hyper, leaf_flags, apply))
   return [r[0] for r in results], [r[1] for r in results], [r[2] for r in results]
@@ -420,30 +422,8 @@ def group_step(
   )
 
 
-def floor_step(
-  grads: list[jax.Array],
-  params: list[jax.Array],
-  accum_grads: list[jax.Array],
-  accum_vars: list[jax.Array],
-) -> tuple[list[jax.Array], ...]:
-  """The benchmarks' floor: the same bytes as an apply step (28 B/float32), no math, same call."""
-  if _load() is not None:
-    raise RuntimeError(_load())
-  n = len(grads)
-  dtype = params[0].dtype
-  shapes = [jax.ShapeDtypeStruct(x.shape, dtype) for x in params]
-  aliases = {n + i: i for i in range(3 * n)}
-  call = jax.ffi.ffi_call(
-    f"adadelta_optax_floor_{dtype.name.replace('float', 'f')}",
-    shapes * 3,
-    input_output_aliases=aliases,
-  )
-  out = call(*grads, *params, *accum_grads, *accum_vars)
-  return list(out[:n]), list(out[n : 2 * n]), list(out[2 * n :])
-
-
 def tree_step(
-  hyperparams: dict[str, Any],
+  config: AdadeltaConfig,
   grads: Any,
   accum_grad: Any,
   accum_var: Any,
@@ -460,14 +440,14 @@ def tree_step(
   accumulator dtype and each group takes one :func:`group_step`. ``grads`` and ``params`` are
   already checked; ``params`` is given wherever weight decay or ``apply`` needs it.
   """
-  h = hyperparams
+  c = config
   treedef = jax.tree.structure(accum_grad)
   g_leaves = treedef.flatten_up_to(grads)
   a_leaves = treedef.flatten_up_to(accum_grad)
   d_leaves = treedef.flatten_up_to(accum_var)
   p_leaves = None if params is None else treedef.flatten_up_to(params)
-  clipvalue, clipnorm, global_clipnorm = h["clipvalue"], h["clipnorm"], h["global_clipnorm"]
-  sign = -1.0 if h["maximize"] else 1.0
+  clipvalue, clipnorm, global_clipnorm = c.clipvalue, c.clipnorm, c.global_clipnorm
+  sign = -1.0 if c.maximize else 1.0
   global_scale: Any = 1.0
   if global_clipnorm is not None:
     # Norms of the value-clipped gradient in the accumulator dtype (tf.keras order and casts).
@@ -476,20 +456,20 @@ def tree_step(
       for g, a in zip(g_leaves, a_leaves, strict=True)
     ]
     global_scale = _clipping.global_norm_scale(clipped, global_clipnorm)
-  wd = h["weight_decay"]
+  wd = c.weight_decay
   selected = (
     [False] * len(a_leaves)
     if is_disabled(wd)
-    else treedef.flatten_up_to(resolve_mask(h["weight_decay_mask"], params))
+    else treedef.flatten_up_to(resolve_mask(c.weight_decay_mask, params))
   )
   base_flags = (CLIP_VALUE if clipvalue is not None else 0) | (
-    SCALE if global_clipnorm is not None or h["maximize"] else 0
+    SCALE if global_clipnorm is not None or c.maximize else 0
   )
   if clipnorm is not None:
-    base_flags |= NORM_CLIP
-  rate = h["learning_rate"]
+    base_flags |= NORM_CLIP | (NORM_FIRST if c.clip_order == "norm_then_value" else 0)
+  rate = c.learning_rate
   rate = rate(count) if callable(rate) else rate
-  one_minus_rho = 1 - h["rho"]  # a Python float stays Python, as in the reference path
+  one_minus_rho = 1 - c.rho  # a Python float stays Python, as in the reference path
 
   groups: dict[Any, list[int]] = {}
   for i, a in enumerate(a_leaves):
@@ -502,22 +482,22 @@ def tree_step(
   outs: list[Any] = [None] * len(a_leaves)
   new_a: list[Any] = [None] * len(a_leaves)
   new_d: list[Any] = [None] * len(a_leaves)
-  decay_flag = DECOUPLED if h["decoupled_weight_decay"] else COUPLED
+  decay_flag = DECOUPLED if c.decoupled_weight_decay else COUPLED
   for (accum_dtype, _), indices in groups.items():
     dtype = compute_dtype(accum_dtype)
     flags = np.array([base_flags | (decay_flag if selected[i] else 0) for i in indices], np.int32)
-    lr = decayed_learning_rate(rate, h["decay"], count, dtype)
+    lr = decayed_learning_rate(rate, c.decay, count, dtype)
     hyper = hyper_vector(
       accum_dtype,
-      rho=h["rho"],
+      rho=c.rho,
       one_minus_rho=one_minus_rho,
-      epsilon=h["epsilon"],
+      epsilon=c.epsilon,
       neg_lr=-lr,
       grad_scale=sign * jnp.asarray(global_scale, dtype),
       clipvalue=0.0 if clipvalue is None else clipvalue,
       clipnorm=1.0 if clipnorm is None else clipnorm,
-      wd_coupled=wd if not h["decoupled_weight_decay"] and any(selected) else 0.0,
-      wd_decoupled=wd if h["decoupled_weight_decay"] and any(selected) else 0.0,
+      wd_coupled=wd if not c.decoupled_weight_decay and any(selected) else 0.0,
+      wd_decoupled=wd if c.decoupled_weight_decay and any(selected) else 0.0,
     )
     needs_params = apply or any(flags & (COUPLED | DECOUPLED))
     result = group_step(
@@ -535,7 +515,7 @@ def tree_step(
   return treedef.unflatten(outs), treedef.unflatten(new_a), treedef.unflatten(new_d)
 
 
-def kernel_bytes(hyperparams: dict[str, Any], params: Any, accum_grad: Any, *, apply: bool) -> int:
+def kernel_bytes(config: AdadeltaConfig, params: Any, accum_grad: Any, *, apply: bool) -> int:
   """Bytes the CPU kernel reads and writes in one step, by construction of its loop.
 
   Per element of a leaf it takes: read gradient and both accumulators, write both accumulators,
@@ -547,7 +527,7 @@ def kernel_bytes(hyperparams: dict[str, Any], params: Any, accum_grad: Any, *, a
     dtype = jnp.result_type(a)
     if dtype not in KERNEL_DTYPES or jnp.result_type(x) != dtype:
       continue
-    arrays = 7 if apply else 6 + (0 if is_disabled(hyperparams["weight_decay"]) else 1)
-    arrays += 1 if hyperparams["clipnorm"] is not None else 0
+    arrays = 7 if apply else 6 + (0 if is_disabled(config.weight_decay) else 1)
+    arrays += 1 if config.clipnorm is not None else 0
     total += arrays * dtype.itemsize * int(np.prod(jnp.shape(a)))
   return total

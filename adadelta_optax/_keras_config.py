@@ -31,8 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adadelta_optax import _validation, schedules
-from adadelta_optax._alias import Adadelta, adadelta
-from adadelta_optax._keras_training import with_keras_training
+from adadelta_optax._alias import Adadelta, adadelta, with_keras_training
 from adadelta_optax._weight_decay import MaskOrFn
 
 Version = Literal[1, 2, 3]
@@ -294,7 +293,7 @@ def from_keras_config(
     >>> import adadelta_optax
     >>> tx = adadelta_optax.from_keras_config(
     ...     {"lr": 1.0, "rho": 0.95, "decay": 0.0, "epsilon": None, "clipnorm": 1.0})
-    >>> tx.hyperparams["epsilon"], tx.hyperparams["clip_order"]
+    >>> tx.config.epsilon, tx.config.clip_order
     (1e-07, 'norm_then_value')
   """
   inner, module = _unwrap(config)
@@ -374,32 +373,46 @@ def to_keras_config(tx: Adadelta, *, version: Version) -> dict[str, Any]:
   """
   if version not in KEYS:
     raise ValueError(f"version must be 1, 2 or 3, got {version!r}.")
-  h = dict(tx.hyperparams)
-  for key, off in (("maximize", False), ("state_dtype", None), ("weight_decay_mask", None)):
-    if h[key] is not off and h[key] != off:
-      _refuse(key, h[key], version, "Keras has no such option")
-  if h["sparse_rows"]:
+  c, t = tx.config, tx.training_options
+  for key, value, off in (
+    ("maximize", c.maximize, False),
+    ("state_dtype", c.state_dtype, None),
+    ("weight_decay_mask", c.weight_decay_mask, None),
+  ):
+    if value is not off and value != off:
+      _refuse(key, value, version, "Keras has no such option")
+  if c.sparse_rows:
     _refuse(
       "sparse_rows", True, version, "TensorFlow picks its sparse kernel from the gradient type"
     )
   number = {
-    key: None if h[key] is None else _float(key, h[key])
-    for key in ("rho", "epsilon", "decay", "clipnorm", "clipvalue", "global_clipnorm")
+    key: None if value is None else _float(key, value)
+    for key, value in (
+      ("rho", c.rho),
+      ("epsilon", c.epsilon),
+      ("decay", c.decay),
+      ("clipnorm", c.clipnorm),
+      ("clipvalue", c.clipvalue),
+      ("global_clipnorm", c.global_clipnorm),
+    )
   }
-  number["weight_decay"] = _float("weight_decay", h["weight_decay"])
-  training = {key: h.get(key) for key in ("loss_scale_factor", "gradient_accumulation_steps")}
-  training["use_ema"] = h.get("use_ema", False)
+  number["weight_decay"] = _float("weight_decay", c.weight_decay)
+  training = {
+    "loss_scale_factor": t.loss_scale_factor,
+    "gradient_accumulation_steps": t.gradient_accumulation_steps,
+    "use_ema": t.use_ema,
+  }
   if version in (1, 2):
     for key, value in training.items():
       if value:
         _refuse(key, value, version, "only Keras 3 has it")
     if number["weight_decay"]:
-      _refuse("weight_decay", h["weight_decay"], version, "tf.keras 1.x/2.x have no weight decay")
-    both_clips = h["clipnorm"] is not None and h["clipvalue"] is not None
+      _refuse("weight_decay", c.weight_decay, version, "tf.keras 1.x/2.x have no weight decay")
+    both_clips = c.clipnorm is not None and c.clipvalue is not None
     wanted = "norm_then_value" if version == 1 else "value_then_norm"
-    if both_clips and h["clip_order"] != wanted:
-      _refuse("clip_order", h["clip_order"], version, f"with both clips it applies {wanted}")
-  lr = _schedule_config(h["learning_rate"], version)
+    if both_clips and c.clip_order != wanted:
+      _refuse("clip_order", c.clip_order, version, f"with both clips it applies {wanted}")
+  lr = _schedule_config(c.learning_rate, version)
   if version == 1:
     if number["global_clipnorm"] is not None:
       _refuse("global_clipnorm", number["global_clipnorm"], 1, "tf.keras 1.x has no global clip")
@@ -425,7 +438,7 @@ def to_keras_config(tx: Adadelta, *, version: Version) -> dict[str, Any]:
     }
   if number["decay"]:
     _refuse("decay", number["decay"], 3, "Keras 3 has no legacy decay (use a schedule)")
-  if number["weight_decay"] and not h["decoupled_weight_decay"]:
+  if number["weight_decay"] and not c.decoupled_weight_decay:
     _refuse("weight_decay", number["weight_decay"], 3, "Keras 3's weight decay is decoupled")
   clips = [k for k in ("clipnorm", "global_clipnorm", "clipvalue") if number[k] is not None]
   if len(clips) > 1:
@@ -438,8 +451,8 @@ def to_keras_config(tx: Adadelta, *, version: Version) -> dict[str, Any]:
     "global_clipnorm": number["global_clipnorm"],
     "clipvalue": number["clipvalue"],
     "use_ema": bool(training["use_ema"]),
-    "ema_momentum": _float("ema_momentum", h.get("ema_momentum", 0.99)),
-    "ema_overwrite_frequency": h.get("ema_overwrite_frequency"),
+    "ema_momentum": _float("ema_momentum", t.ema_momentum),
+    "ema_overwrite_frequency": t.ema_overwrite_frequency,
     "loss_scale_factor": training["loss_scale_factor"],
     "gradient_accumulation_steps": training["gradient_accumulation_steps"],
     "rho": number["rho"],

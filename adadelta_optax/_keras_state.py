@@ -26,13 +26,13 @@ from adadelta_optax._keras_training import KerasTrainingState
 
 def _layout(tx: Adadelta, n: int) -> list[tuple[str, str, int | None]]:
   """``(slot, name suffix, leaf index)`` of each Keras 3 variable, in Keras' order."""
-  h = tx.hyperparams
+  training = tx.training_options
   layout: list[tuple[str, str, int | None]] = [("iteration", "iteration", None)]
-  if not callable(h["learning_rate"]):
+  if not callable(tx.config.learning_rate):
     layout.append(("learning_rate", "learning_rate", None))
-  if h.get("use_ema"):
+  if training.use_ema:
     layout += [("average", "_average", i) for i in range(n)]
-  if h.get("gradient_accumulation_steps"):
+  if training.gradient_accumulation_steps:
     layout += [("gradient_accumulator", "_gradient_accumulator", i) for i in range(n)]
   for i in range(n):
     layout += [("accum_grad", "_accumulated_grad", i), ("accum_var", "_accumulated_delta_var", i)]
@@ -40,8 +40,7 @@ def _layout(tx: Adadelta, n: int) -> list[tuple[str, str, int | None]]:
 
 
 def _check_tx(tx: Adadelta) -> None:
-  h = tx.hyperparams
-  if h["state_dtype"] is not None:
+  if tx.config.state_dtype is not None:
     raise ValueError("state_dtype cannot be carried over: Keras 3 keeps state in each var's dtype.")
 
 
@@ -75,7 +74,7 @@ def keras3_variables(tx: Adadelta, state: Any, *, floatx: str = "float32") -> li
   lr_dtype = _validation.keras_floatx(floatx)
   training, inner, leaves = _slot_leaves(state)
   iteration = training.iteration if training is not None else inner.count
-  lr = tx.hyperparams["learning_rate"]
+  lr = tx.config.learning_rate
   out = []
   for slot, _, i in _layout(tx, len(leaves["accum_grad"])):
     if slot == "iteration":
@@ -142,7 +141,7 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
       got = _weights.as_numpy(where, value)
       if got.shape != () or not jnp.issubdtype(got.dtype, jnp.floating):
         raise ValueError(f"{where}: expected a floating scalar, got {got!r} (dtype {got.dtype}).")
-      lr = float(tx.hyperparams["learning_rate"])
+      lr = float(tx.config.learning_rate)
       if float(got) != float(np.asarray(lr).astype(got.dtype)):
         raise ValueError(
           f"{where}: is {got!r}, but the optimizer's learning_rate is {lr!r}; build the "
@@ -154,7 +153,7 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
       squares = slot in ("accum_grad", "accum_var")
       new[slot][i] = _weights.checked(where, value, like, accumulator=True, nonnegative=squares)
   treedef = jax.tree.structure(inner.accum_grad)
-  steps = tx.hyperparams.get("gradient_accumulation_steps") or 1
+  steps = tx.training_options.gradient_accumulation_steps or 1
   replacement = inner._replace(
     count=(iteration // steps).astype(inner.count.dtype),
     accum_grad=treedef.unflatten(new["accum_grad"]),

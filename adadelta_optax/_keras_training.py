@@ -15,9 +15,9 @@ for every call (a *micro-step*, counted by the ``iteration`` variable):
    where ``(iteration // N + 1) % F == 0``;
 5. ``iteration += 1``.
 
-:func:`with_keras_training` reproduces this as an optax transformation. Its updates are the
-differences to the new params, so an overwrite by the average lands within one rounding of it
-(``params + (average - params)``).
+:func:`adadelta_optax.with_keras_training` reproduces this as an optax transformation. Its
+updates are the differences to the new params, so an overwrite by the average lands within one
+rounding of it (``params + (average - params)``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adadelta_optax import _validation
-from adadelta_optax._alias import Adadelta, adadelta
-from adadelta_optax._config import TRAINING_DEFAULTS
+from adadelta_optax._config import AdadeltaConfig, TrainingOptions
 
 
 class KerasTrainingState(NamedTuple):
@@ -67,62 +65,30 @@ class MicroStepSchedule:
     return self.schedule(count * self.steps + (self.steps - 1))
 
 
-def _check_options(
-  loss_scale_factor: Any,
-  gradient_accumulation_steps: Any,
-  use_ema: Any,
-  ema_momentum: Any,
-  ema_overwrite_frequency: Any,
-) -> None:
-  if loss_scale_factor is not None:
-    _validation.check_number(
-      "loss_scale_factor",
-      loss_scale_factor,
-      low=0.0,
-      low_inclusive=False,
-      allowed="None or a finite number > 0",
-    )
-  for name, value, low in (
-    ("gradient_accumulation_steps", gradient_accumulation_steps, 2),
-    ("ema_overwrite_frequency", ema_overwrite_frequency, 1),
-  ):
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-      raise ValueError(f"{name} must be None or an integer >= {low}, got {value!r}.")
-  if not isinstance(use_ema, bool):
-    raise TypeError(f"use_ema must be a bool, got {use_ema!r}.")
-  _validation.check_number(
-    "ema_momentum", ema_momentum, low=0.0, high=1.0, allowed="a finite number in [0, 1]"
-  )
-  if ema_overwrite_frequency is not None and not use_ema:
-    raise ValueError(
-      f"ema_overwrite_frequency={ema_overwrite_frequency!r} needs use_ema=True (Keras ignores it "
-      "otherwise; it is refused here so that it is not silently dropped)."
-    )
+class KerasTraining:
+  """Holds the options; its bound ``init``/``update`` are the wrapping optimizer's.
 
+  ``config`` is the wrapped optimizer's configuration as the user gave it (a schedule stays a
+  schedule of the update count); ``inner`` is the optimizer that runs, built from it by the
+  caller (with :class:`MicroStepSchedule` under gradient accumulation).
+  """
 
-class _KerasTraining:
-  """Holds the options; its bound ``init``/``update`` are the returned :class:`Adadelta`'s."""
-
-  def __init__(self, tx: Adadelta, options: dict[str, Any]) -> None:
-    self.hyperparams = {**tx.hyperparams, **options}
-    self.options = options
-    steps = options["gradient_accumulation_steps"]
-    inner_kwargs = tx.hyperparams
-    if steps and callable(inner_kwargs["learning_rate"]):
-      inner_kwargs = {
-        **inner_kwargs,
-        "learning_rate": MicroStepSchedule(inner_kwargs["learning_rate"], steps),
-      }
-    self.inner = adadelta(**inner_kwargs)
+  def __init__(
+    self,
+    config: AdadeltaConfig,
+    training: TrainingOptions,
+    inner: optax.GradientTransformationExtraArgs,
+  ) -> None:
+    self.config, self.training, self.inner = config, training, inner
 
   def init(self, params: optax.Params) -> KerasTrainingState:
-    o = self.options
+    o = self.training
     zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
     return KerasTrainingState(
       iteration=jnp.zeros([], jnp.int32),
       inner=self.inner.init(params),
-      gradient_accumulator=zeros() if o["gradient_accumulation_steps"] else None,
-      average=zeros() if o["use_ema"] else None,
+      gradient_accumulator=zeros() if o.gradient_accumulation_steps else None,
+      average=zeros() if o.use_ema else None,
     )
 
   def update(
@@ -137,10 +103,10 @@ class _KerasTraining:
       raise TypeError(
         f"state must be the KerasTrainingState made by this optimizer's init, got {type(state)}."
       )
-    o = self.options
-    scale = o["loss_scale_factor"]
+    o = self.training
+    scale = o.loss_scale_factor
     grads = updates if scale is None else jax.tree.map(lambda g: g / scale, updates)
-    steps = o["gradient_accumulation_steps"]
+    steps = o.gradient_accumulation_steps
     accumulator = state.gradient_accumulator
     if steps:
       summed = jax.tree.map(lambda g, a: g + a, grads, accumulator)
@@ -158,15 +124,15 @@ class _KerasTraining:
     else:
       new_updates, inner = self.inner.update(grads, state.inner, params)
     average = state.average
-    if o["use_ema"]:
+    if o.use_ema:
       if params is None:
         raise ValueError("use_ema needs the params: call update(grads, state, params).")
       new_params = optax.apply_updates(params, new_updates)
       updates_done = state.iteration // steps if steps else state.iteration
       average = jax.tree.map(
-        lambda avg, x: _ema(avg, x, updates_done, o["ema_momentum"]), average, new_params
+        lambda avg, x: _ema(avg, x, updates_done, o.ema_momentum), average, new_params
       )
-      frequency = o["ema_overwrite_frequency"]
+      frequency = o.ema_overwrite_frequency
       if frequency:
         overwrite = (updates_done + 1) % frequency == 0
         new_updates = jax.tree.map(
@@ -183,67 +149,3 @@ class _KerasTraining:
 def _ema(average: jax.Array, value: jax.Array, updates_done: jax.Array, momentum: Any) -> jax.Array:
   m = (updates_done != 0).astype(value.dtype) * momentum
   return m * average + (1 - m) * value
-
-
-def with_keras_training(
-  tx: Adadelta,
-  *,
-  loss_scale_factor: float | None = None,
-  gradient_accumulation_steps: int | None = None,
-  use_ema: bool = False,
-  ema_momentum: float = 0.99,
-  ema_overwrite_frequency: int | None = None,
-) -> Adadelta:
-  r"""Adds Keras 3's ``loss_scale_factor``, ``gradient_accumulation_steps`` and EMA to ``tx``.
-
-  Keras 3's optimizer base class in optax form (see :mod:`adadelta_optax._keras_training` for
-  the exact order). With all options off ``tx`` is returned unchanged.
-
-  - ``loss_scale_factor = s``: gradients are divided by ``s`` first. Multiply your loss by ``s``
-    (Keras' ``optimizer.scale_loss``), as Keras' trainers do.
-  - ``gradient_accumulation_steps = N``: updates every ``N``-th call with the mean of the last
-    ``N`` gradients, zero updates in between; schedules see the micro-step count.
-  - ``use_ema``: keeps :math:`a \leftarrow m a + (1 - m) x` of the params (``m = 0`` until the
-    first update is done); ``ema_overwrite_frequency = F`` moves the params onto the average
-    every ``F`` updates. Without ``F`` use ``state.average`` yourself at the end (Keras'
-    ``finalize_variable_values``).
-
-  Args:
-    tx: an optimizer made by :func:`adadelta_optax.adadelta` (or a preset).
-    loss_scale_factor: ``None`` or a number ``> 0``.
-    gradient_accumulation_steps: ``None`` or an integer ``>= 2``.
-    use_ema: whether to keep the moving average of the params.
-    ema_momentum: :math:`m` in ``[0, 1]``.
-    ema_overwrite_frequency: ``None`` or an integer ``>= 1`` (needs ``use_ema``).
-
-  Returns:
-    An :class:`~adadelta_optax.Adadelta` with state :class:`KerasTrainingState`, whose
-    ``get_config`` includes the options.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> import adadelta_optax
-    >>> tx = adadelta_optax.with_keras_training(
-    ...     adadelta_optax.adadelta(), gradient_accumulation_steps=2)
-    >>> state = tx.init(jnp.zeros(2))
-    >>> updates, state = tx.update(jnp.ones(2), state)
-    >>> print(updates, int(state.iteration), int(state.inner.count))
-    [0. 0.] 1 0
-    >>> updates, state = tx.update(jnp.ones(2), state)
-    >>> print(int(state.iteration), int(state.inner.count))
-    2 1
-  """
-  options = dict(
-    loss_scale_factor=loss_scale_factor,
-    gradient_accumulation_steps=gradient_accumulation_steps,
-    use_ema=use_ema,
-    ema_momentum=ema_momentum,
-    ema_overwrite_frequency=ema_overwrite_frequency,
-  )
-  _check_options(**options)
-  if options == TRAINING_DEFAULTS:
-    return tx
-  if isinstance(getattr(tx.init, "__self__", None), _KerasTraining):
-    raise TypeError("tx already has Keras training options; pass them all in one call.")
-  wrapper = _KerasTraining(tx, options)
-  return Adadelta(wrapper.init, wrapper.update)

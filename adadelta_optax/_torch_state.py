@@ -348,29 +348,29 @@ def to_torch_state_dict(
   Raises:
     ValueError: an option torch's Adadelta does not have (named).
   """
-  import torch  # only here: torch is not a dependency of the package
-
-  h = dict(tx.hyperparams)
-  for key, off in (
-    ("clipnorm", None),
-    ("clipvalue", None),
-    ("global_clipnorm", None),
-    ("state_dtype", None),
-    ("decay", 0.0),
-    ("sparse_rows", False),
-    ("loss_scale_factor", None),
-    ("gradient_accumulation_steps", None),
-    ("use_ema", False),
+  c, t = tx.config, tx.training_options
+  for key, value, off in (
+    ("clipnorm", c.clipnorm, None),
+    ("clipvalue", c.clipvalue, None),
+    ("global_clipnorm", c.global_clipnorm, None),
+    ("state_dtype", c.state_dtype, None),
+    ("decay", c.decay, 0.0),
+    ("sparse_rows", c.sparse_rows, False),
+    ("loss_scale_factor", t.loss_scale_factor, None),
+    ("gradient_accumulation_steps", t.gradient_accumulation_steps, None),
+    ("use_ema", t.use_ema, False),
   ):
-    if key in h and h[key] is not off and h[key] != off:
-      raise ValueError(f"{key}={h[key]!r} cannot be expressed in torch.optim.Adadelta.")
-  if callable(h["learning_rate"]) or _validation.is_tracer(h["learning_rate"]):
+    if value is not off and value != off:
+      raise ValueError(f"{key}={value!r} cannot be expressed in torch.optim.Adadelta.")
+  if callable(c.learning_rate) or _validation.is_tracer(c.learning_rate):
     raise ValueError(
       "learning_rate must be a number for torch.optim.Adadelta (a schedule's state lives in a "
       "torch LR scheduler, not in the optimizer)."
     )
-  if h["decoupled_weight_decay"] and h["weight_decay"]:
+  if c.decoupled_weight_decay and c.weight_decay:
     raise ValueError("decoupled_weight_decay=True cannot be expressed in torch.optim.Adadelta.")
+  import torch  # only here, once the options fit: torch is not a dependency of the package
+
   inner = _weights.find_state(state)
   flat = jax.tree_util.tree_flatten_with_path(inner.accum_grad)
   paths = [jax.tree_util.keystr(p) for p, _ in flat[0]]
@@ -379,7 +379,7 @@ def to_torch_state_dict(
   groups = [list(range(n))] if groups is None else [list(g) for g in groups]
   if sorted(i for g in groups for i in g) != list(range(n)):
     raise ValueError(f"groups must hold each torch index 0..{n - 1} once, got {groups}.")
-  mask = jax.tree.leaves(_weight_decay.resolve_mask(h["weight_decay_mask"], inner.accum_grad))
+  mask = jax.tree.leaves(_weight_decay.resolve_mask(c.weight_decay_mask, inner.accum_grad))
   param_groups = []
   for g, members in enumerate(groups):
     decayed = {mask[leaf_of[i]] for i in members}
@@ -387,13 +387,13 @@ def to_torch_state_dict(
       raise ValueError(f"groups[{g}] mixes leaves with and without weight decay.")
     param_groups.append(
       {
-        "lr": float(h["learning_rate"]),
-        "rho": float(h["rho"]),
-        "eps": float(h["epsilon"]),
-        "weight_decay": float(h["weight_decay"]) if decayed == {True} else 0.0,
+        "lr": float(c.learning_rate),
+        "rho": float(c.rho),
+        "eps": float(c.epsilon),
+        "weight_decay": float(c.weight_decay) if decayed == {True} else 0.0,
         "foreach": None,
         "capturable": False,
-        "maximize": bool(h["maximize"]),
+        "maximize": bool(c.maximize),
         "differentiable": False,
         "params": members,
       }

@@ -23,7 +23,7 @@ parameters optax squares the complex gradient; this package always uses torch's 
 
 Example:
   >>> from adadelta_optax import presets
-  >>> presets.torch(weight_decay=1e-2).hyperparams["rho"]
+  >>> presets.torch(weight_decay=1e-2).config.rho
   0.9
   >>> import optax
   >>> tx = optax.inject_hyperparams(presets.torch)(learning_rate=0.1)
