@@ -1,68 +1,73 @@
-r"""Every leaf's squared L2 norm, with exactly one all-reduce whatever the leaves' shardings.
+r"""Every leaf's squared L2 norm, for the global clipping norm, with public JAX APIs.
 
-Plain JAX, ``[jnp.sum(jnp.square(x)) for x in leaves]``, is correct on sharded leaves, but XLA's
-SPMD partitioner reduces each leaf's partial sums over the mesh axes that shard that leaf and
-combines only all-reduces with the same replica groups: leaves sharded over different axes (a mixed
-FSDP x tensor-parallel layout: ``("fsdp", "tp")``, ``"tp"``, ``"fsdp"``) cost one all-reduce per
-distinct replica group (2 there).
-
-:func:`squared_norms` sums instead, on device :math:`d`, with :math:`S_{i,d}` the elements of leaf
-:math:`i` that it holds,
-
-.. math::
-
-  p_{i,d} = [d = \min\{d' : S_{i,d'} = S_{i,d}\}] \sum_{j \in S_{i,d}} |x_{i,j}|^2, \qquad
-  n_i = \sum_d p_{i,d},
-
-so that a shard held by several devices (a leaf replicated over some mesh axes) counts once, on the
-first of them, and the padding of an uneven shard (a dimension not divisible by its number of
-shards) not at all. The sum over :math:`d` is one ``psum`` over all devices of the vector
-:math:`(p_{1,d}, \dots, p_{n,d})`: one all-reduce of one number per leaf, and no other collective.
-It needs each leaf's sharding, known in two ways:
+:func:`squared_norms` returns :math:`n_i = \sum_j |x_{i,j}|^2` for each leaf :math:`i`. How many
+all-reduces a sharded step spends on them depends on what is known of the leaves' shardings when
+the step is traced:
 
 - **Explicit mesh axes** (``jax.set_mesh`` of a mesh whose axes are all ``AxisType.Explicit``):
-  the sharding is part of each leaf's type at trace time, and the sums are a ``jax.shard_map``
-  over that mesh. Plain JAX throughout: it lowers, exports (also with an ``AbstractMesh``) and
-  transforms (``vmap``, ``grad``) like any code, always with the one all-reduce.
-- **Otherwise** (``Auto`` axes, the default: shardings stated with ``in_shardings`` or
-  ``device_put``, or chosen by sharding propagation for a leaf computed inside the step), a
-  process with more than one device binds one primitive. Lowered for a computation partitioned
-  over several devices, it becomes a :func:`jax.experimental.custom_partitioning` op whose
-  partition rule runs inside XLA's partitioner and sees every leaf's final sharding. A leaf
-  sharded in some other way (maximal, partially manual) is gathered first: correct, at the cost
-  of that collective. Elsewhere the primitive is the plain computation, operation for operation:
-  on one device, inside ``shard_map`` (the leaves are local shards, as before), under ``vmap``
-  and for derivatives (where XLA again reduces once per replica group), and under
-  :func:`jax.export` (a custom-partitioning op cannot be serialized, so an exported step compiled
-  later has one all-reduce per replica group: export on an explicit mesh to keep one). Like
-  ``custom_partitioning`` it needs the devices when lowering, so a multi-device process cannot
-  lower it for an ``AbstractMesh`` of ``Auto`` axes.
+  the sharding is part of each leaf's type, and the sums are one ``jax.shard_map`` over that mesh.
+  On device :math:`d`, with :math:`S_{i,d}` the elements of leaf :math:`i` that it holds,
 
-A process with one device computes the plain sums (unless the leaves are typed with an explicit
-mesh of several devices, e.g. an ``AbstractMesh`` to export for). The summation order over devices
-differs from one device's, so a sharded norm may differ from the one-device norm in the last bits.
+  .. math::
+
+    p_{i,d} = [d \text{ is the first holder of } S_{i,d}] \sum_{j \in S_{i,d}} |x_{i,j}|^2,
+    \qquad n_i = \sum_d p_{i,d},
+
+  so that a shard held by several devices (a leaf replicated over some mesh axes) counts once.
+  The sum over :math:`d` is one ``psum`` of the vector :math:`(p_{1,d}, \dots, p_{n,d})`: exactly
+  one all-reduce of one number per leaf, whatever axes each leaf is sharded over. It lowers,
+  exports (also for an ``AbstractMesh``) and transforms (``vmap``, ``grad``) like any JAX code.
+- **Otherwise** (``Auto`` axes, the default: shardings given by ``in_shardings`` / ``device_put``
+  or chosen by propagation), the shardings are not known at trace time, and the sums are plain
+  ``jnp.sum`` per leaf. XLA's SPMD partitioner then reduces each leaf over the mesh axes that
+  shard it and merges only all-reduces with the same replica groups: **one all-reduce per distinct
+  replica group** (measured: 1 for pure FSDP, 2 for a mixed FSDP x tensor-parallel layout of
+  leaves sharded over ``("fsdp", "tp")``, ``"tp"`` and ``"fsdp"``). Correct, exportable and
+  transformable like any JAX code.
+
+**Opt-in: one all-reduce on ``Auto`` axes** (``ADADELTA_OPTAX_PRIVATE_GLOBAL_NORM=1`` in the
+environment when the step is traced, or ``squared_norms(..., private_partitioning=True)``). The
+sums are then a :func:`jax.experimental.custom_partitioning` op whose partition rule runs inside
+XLA's partitioner, sees every leaf's final sharding and computes the :math:`p_{i,d}` above (also
+masking the padding of uneven shards), followed by one ``psum`` over all devices. Reading a
+sharding there needs JAX internals (a sharding's device order and its XLA ``HloSharding``), so
+the opt-in is pinned to the JAX versions it is tested on (:data:`PRIVATE_TESTED_JAX_VERSIONS`);
+on any other version it warns (:class:`PrivateGlobalNormUnavailableWarning`) and takes the public
+path above. Nothing is registered with JAX until the opt-in is first used. Under the opt-in a
+leaf sharded in some other way (maximal, partially manual, unreduced) is gathered first; ``vmap``
+and derivatives use the plain sums (public ``jax.custom_batching.custom_vmap`` and
+``jax.custom_jvp`` rules); a multi-device process cannot lower the step for an ``AbstractMesh``
+of ``Auto`` axes, and ``jax.export`` refuses it (``NotImplementedError``: the partitioner's
+callback cannot be serialized): export without the opt-in, or on an explicit mesh.
+
+The summation order over devices differs from one device's, so a sharded norm may differ from
+the one-device norm in the last bits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import os
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
-from jax._src import dispatch
-from jax.experimental.custom_partitioning import custom_partitioning
-from jax.interpreters import ad, batching, mlir
-from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec, Sharding
+
+#: The environment variable that opts in to the one-all-reduce norm on ``Auto`` mesh axes.
+PRIVATE_GLOBAL_NORM_ENV = "ADADELTA_OPTAX_PRIVATE_GLOBAL_NORM"
+#: The JAX versions whose internals the opt-in is tested on (tests/test_sharding.py).
+PRIVATE_TESTED_JAX_VERSIONS: tuple[str, ...] = ("0.10.2",)
 
 # The one mesh axis of the partitioned computation: every device of the step, in partition order.
 _AXIS = "adadelta_optax_devices"
-# Explicit mesh axes and the typed shardings they give need a recent JAX (tested: 0.10); without
-# them every leaf takes the custom-partitioning path.
-_AXIS_TYPE = getattr(jax.sharding, "AxisType", None)
-_HAS_EXPLICIT_AXES = _AXIS_TYPE is not None and hasattr(jax, "typeof") and hasattr(jax, "shard_map")
+
+
+class PrivateGlobalNormUnavailableWarning(UserWarning):
+  """The one-all-reduce norm was requested but is not available: the public norm is used."""
 
 
 def abs_square(leaf: jax.Array) -> jax.Array:
@@ -73,18 +78,64 @@ def abs_square(leaf: jax.Array) -> jax.Array:
 
 
 def _plain(*leaves: jax.Array) -> jax.Array:
+  """The squared norms, stacked: XLA reduces a sharded leaf over its own replica groups."""
   return jnp.stack([jnp.sum(abs_square(leaf)) for leaf in leaves])
 
 
-def _device_assignment(arg_shapes: Sequence[Any], mesh: Mesh) -> tuple[Any, ...]:
-  """The step's devices in partition order (partition ``p`` runs on ``devices[p]``)."""
-  # With ``decode_shardings=False`` every argument's sharding is a GSPMDSharding over the
-  # computation's device assignment; the mesh (when there is one) lists the same devices.
-  for arg in arg_shapes:
-    devices = getattr(arg.sharding, "_device_assignment", None)
-    if devices:
-      return tuple(devices)
-  return tuple(mesh.devices.flat)
+def _explicit_layout(leaves: Sequence[jax.Array]) -> tuple[Mesh, list[PartitionSpec]] | None:
+  """``(mesh, specs)`` when every leaf's type carries its sharding, else None.
+
+  That is when all leaves live on one mesh of several devices whose axes are all ``Explicit``
+  (``jax.set_mesh`` of a mesh made with ``axis_types=(AxisType.Explicit, ...)``), every
+  dimension divides evenly into its shards, and no leaf is unreduced.
+  """
+  meshes, specs = set(), []
+  for leaf in leaves:
+    sharding = jax.typeof(leaf).sharding
+    mesh = sharding.mesh
+    if mesh.empty or mesh.size == 1:
+      return None
+    if any(kind != AxisType.Explicit for kind in mesh.axis_types):
+      return None
+    spec = sharding.spec
+    if spec.unreduced or spec.reduced:
+      return None
+    for size, axes in zip(leaf.shape, spec, strict=False):
+      shards = int(np.prod([mesh.shape[axis] for axis in _axes(axes)]))
+      if size % shards:
+        return None
+    meshes.add(mesh)
+    specs.append(spec)
+  return (meshes.pop(), specs) if len(meshes) == 1 else None
+
+
+def _axes(entry: Any) -> tuple[str, ...]:
+  """The mesh axes of one entry of a PartitionSpec."""
+  if entry is None:
+    return ()
+  return tuple(entry) if isinstance(entry, tuple) else (entry,)
+
+
+def _shard_mapped(leaves: Sequence[jax.Array], mesh: Mesh, specs: list[PartitionSpec]) -> jax.Array:
+  """The squared norms as one ``psum`` over the leaves' own (explicit) mesh."""
+
+  def per_device(*shards: jax.Array) -> jax.Array:
+    partial = []
+    for shard, spec in zip(shards, specs, strict=True):
+      sharded = {axis for entry in spec for axis in _axes(entry)}
+      value = jnp.sum(abs_square(shard))
+      for axis in mesh.axis_names:
+        if axis not in sharded:  # replicated over it: the copy at index 0 counts
+          value = jnp.where(jax.lax.axis_index(axis) == 0, value, 0)
+      partial.append(value)
+    return jax.lax.psum(jnp.stack(partial), tuple(mesh.axis_names))
+
+  return jax.shard_map(per_device, mesh=mesh, in_specs=tuple(specs), out_specs=PartitionSpec())(
+    *leaves
+  )
+
+
+# --- The opt-in: JAX internals, pinned to PRIVATE_TESTED_JAX_VERSIONS. -------------------------
 
 
 def _shard_layout(hlo: Any, shape: tuple[int, ...], n: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -101,8 +152,7 @@ def _shard_layout(hlo: Any, shape: tuple[int, ...], n: int) -> tuple[np.ndarray,
   if hlo.is_replicated():
     first[0] = True
     return first, valid
-  unreduced = hasattr(hlo, "is_unreduced") and hlo.is_unreduced()  # partial sums: gather
-  if not hlo.is_tiled() or hlo.is_manual() or unreduced:
+  if not hlo.is_tiled() or hlo.is_manual() or hlo.is_unreduced():  # unreduced: partial sums
     return None
   if any(kind != type(kind).REPLICATED for kind in hlo.subgroup_types()):
     return None
@@ -122,17 +172,32 @@ def _shard_layout(hlo: Any, shape: tuple[int, ...], n: int) -> tuple[np.ndarray,
   return first, valid
 
 
+def _hlo_sharding(sharding: Sharding, ndim: int) -> Any:
+  """A sharding's XLA ``HloSharding`` (private: ``Sharding._to_xla_hlo_sharding``)."""
+  return sharding._to_xla_hlo_sharding(ndim)  # noqa: SLF001
+
+
+def _device_assignment(arg_shapes: Sequence[Any]) -> tuple[Any, ...]:
+  """The step's devices in partition order (partition ``p`` runs on ``devices[p]``).
+
+  With ``decode_shardings=False`` every argument's sharding is a ``GSPMDSharding`` over the
+  computation's device assignment (private: ``GSPMDSharding._device_assignment``).
+  """
+  return tuple(arg_shapes[0].sharding._device_assignment)  # noqa: SLF001
+
+
 def _partition(mesh: Mesh, arg_shapes: Sequence[Any], result_shape: Any) -> tuple[Any, ...]:
-  del result_shape
-  devices = _device_assignment(arg_shapes, mesh)
+  """custom_partitioning's partition rule: the :math:`p_{i,d}` of the module docstring, one psum."""
+  del mesh, result_shape
+  devices = _device_assignment(arg_shapes)
   flat_mesh = Mesh(np.asarray(devices, dtype=object), (_AXIS,))
   replicated = NamedSharding(flat_mesh, PartitionSpec())
   layouts, shardings = [], []
   for arg in arg_shapes:
     shape = tuple(arg.shape)
-    layout = _shard_layout(arg.sharding._to_xla_hlo_sharding(len(shape)), shape, len(devices))
+    layout = _shard_layout(_hlo_sharding(arg.sharding, len(shape)), shape, len(devices))
     if layout is None:  # gathered onto every device: the first copy counts
-      layout = _shard_layout(replicated._to_xla_hlo_sharding(len(shape)), shape, len(devices))
+      layout = _shard_layout(_hlo_sharding(replicated, len(shape)), shape, len(devices))
       shardings.append(replicated)
     else:
       shardings.append(arg.sharding)
@@ -157,8 +222,8 @@ def _partition(mesh: Mesh, arg_shapes: Sequence[Any], result_shape: Any) -> tupl
 
 
 def _infer_sharding(mesh: Mesh, arg_shapes: Sequence[Any], result_shape: Any) -> Sharding:
-  del result_shape
-  devices = _device_assignment(arg_shapes, mesh)
+  del mesh, result_shape
+  devices = _device_assignment(arg_shapes)
   return NamedSharding(Mesh(np.asarray(devices, dtype=object), (_AXIS,)), PartitionSpec())
 
 
@@ -174,133 +239,97 @@ def _sharding_rule(mesh: Mesh, operand_types: Sequence[Any], result_types: Seque
   return rule, {"reduction_factors": tuple(factors), "need_replication_factors": ("leaves",)}
 
 
-_partitioned = custom_partitioning(_plain)
-try:
-  _partitioned.def_partition(
+@functools.cache
+def _private_norms() -> Callable[..., jax.Array]:
+  """The opt-in's function of the leaves, built (and its partitioner registered) on first use."""
+  from jax.experimental.custom_partitioning import custom_partitioning
+
+  partitioned = custom_partitioning(_plain)
+  partitioned.def_partition(
     partition=_partition,
     infer_sharding_from_operands=_infer_sharding,
     propagate_user_sharding=None,
     decode_shardings=False,
     sharding_rule=_sharding_rule,
   )
-except TypeError:  # a JAX from before Shardy: GSPMD's callbacks only
-  _partitioned.def_partition(
-    partition=_partition, infer_sharding_from_operands=_infer_sharding, decode_shardings=False
-  )
 
-squared_norms_p = jax.extend.core.Primitive("adadelta_optax_squared_norms")
+  # custom_partitioning has no batching or differentiation rule: both use the plain sums.
+  @jax.custom_batching.custom_vmap
+  def batchable(*leaves: jax.Array) -> jax.Array:
+    return partitioned(*leaves)
 
+  @batchable.def_vmap
+  def _batch(axis_size: int, in_batched: list[bool], *leaves: jax.Array) -> tuple[jax.Array, bool]:
+    del axis_size
+    in_axes = tuple(0 if batched else None for batched in in_batched)
+    return jax.vmap(_plain, in_axes=in_axes)(*leaves), True
 
-@squared_norms_p.def_abstract_eval
-def _abstract_eval(*leaves: Any) -> jax.core.ShapedArray:
-  dtype = np.zeros((), leaves[0].dtype).real.dtype  # no array: this runs in abstract eval
-  return jax.core.ShapedArray((len(leaves),), dtype)
+  @jax.custom_jvp
+  def norms(*leaves: jax.Array) -> jax.Array:
+    return batchable(*leaves)
 
+  @norms.defjvp
+  def _jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[jax.Array, jax.Array]:
+    return norms(*primals), jax.jvp(_plain, primals, tangents)[1]
 
-# Outside jit, op by op as before (sharded arrays then reduce leaf by leaf).
-squared_norms_p.def_impl(_plain)
-
-
-def _lowering(ctx: mlir.LoweringRuleContext, *values: Any) -> Any:
-  context = ctx.module_context
-  devices = getattr(context.axis_context, "device_assignment", None)  # None inside shard_map
-  for_export = getattr(getattr(context, "lowering_parameters", None), "for_export", False)
-  partitioned = devices is not None and len(devices) > 1 and not for_export
-  return mlir.lower_fun(_partitioned if partitioned else _plain, multiple_results=False)(
-    ctx, *values
-  )
+  return norms
 
 
-mlir.register_lowering(squared_norms_p, _lowering)
-# jit hands the lowering its device assignment (which custom_partitioning needs) only for the
-# primitives in this set; custom_partitioning, pure_callback and io_callback are there too.
-# A private set: on a JAX without it, the lowering gets no devices and takes the plain path.
-_requires_devices = getattr(dispatch, "prim_requires_devices_during_lowering", None)
-if _requires_devices is not None:
-  _requires_devices.add(squared_norms_p)
+def private_partitioning_requested() -> bool:
+  """Whether ``ADADELTA_OPTAX_PRIVATE_GLOBAL_NORM`` opts in: ``"1"`` yes, unset/``""``/``"0"`` no.
 
-
-def _jvp(primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[jax.Array, jax.Array]:
-  tangents = [ad.instantiate_zeros(t) for t in tangents]
-  return squared_norms_p.bind(*primals), jax.jvp(_plain, tuple(primals), tuple(tangents))[1]
-
-
-ad.primitive_jvps[squared_norms_p] = _jvp
-
-
-def _batch(args: Sequence[Any], dims: Sequence[Any]) -> tuple[jax.Array, int]:
-  return jax.vmap(_plain, in_axes=tuple(dims))(*args), 0
-
-
-batching.primitive_batchers[squared_norms_p] = _batch
-
-
-def _explicit_layout(leaves: Sequence[jax.Array]) -> tuple[Any, list[PartitionSpec]] | None:
-  """``(mesh, specs)`` when every leaf's type carries its sharding, else None.
-
-  That is when all leaves live on one mesh of several devices whose axes are all ``Explicit``
-  (``jax.set_mesh`` of a mesh made with ``axis_types=(AxisType.Explicit, ...)``), every
-  dimension divides evenly into its shards, and no leaf is unreduced.
+  Raises:
+    ValueError: for any other value.
   """
-  if not _HAS_EXPLICIT_AXES:
-    return None
-  meshes, specs = set(), []
-  for leaf in leaves:
-    sharding = getattr(jax.typeof(leaf), "sharding", None)
-    mesh = getattr(sharding, "mesh", None)
-    if mesh is None or mesh.empty or mesh.size == 1:
-      return None
-    if any(kind != _AXIS_TYPE.Explicit for kind in mesh.axis_types):
-      return None
-    spec = sharding.spec
-    if getattr(spec, "unreduced", None) or getattr(spec, "reduced", None):
-      return None
-    for size, axes in zip(leaf.shape, spec, strict=False):
-      shards = int(np.prod([mesh.shape[axis] for axis in _axes(axes)]))
-      if size % shards:
-        return None
-    meshes.add(mesh)
-    specs.append(spec)
-  return (meshes.pop(), specs) if len(meshes) == 1 else None
+  value = os.environ.get(PRIVATE_GLOBAL_NORM_ENV, "")
+  if value not in ("", "0", "1"):
+    raise ValueError(f'{PRIVATE_GLOBAL_NORM_ENV} must be "0" or "1" (or unset), got {value!r}.')
+  return value == "1"
 
 
-def _axes(entry: Any) -> tuple[str, ...]:
-  """The mesh axes of one entry of a PartitionSpec."""
-  if entry is None:
-    return ()
-  return tuple(entry) if isinstance(entry, tuple) else (entry,)
+def private_partitioning_available() -> bool:
+  """Whether the opt-in can be used: the installed JAX is one it is tested on.
 
-
-def _shard_mapped(leaves: Sequence[jax.Array], mesh: Any, specs: list[PartitionSpec]) -> jax.Array:
-  """The same sums as :func:`_partition`'s, by ``shard_map`` over the leaves' own mesh."""
-
-  def per_device(*shards: jax.Array) -> jax.Array:
-    partial = []
-    for shard, spec in zip(shards, specs, strict=True):
-      sharded = {axis for entry in spec for axis in _axes(entry)}
-      value = jnp.sum(abs_square(shard))
-      for axis in mesh.axis_names:
-        if axis not in sharded:  # replicated over it: the copy at index 0 counts
-          value = jnp.where(jax.lax.axis_index(axis) == 0, value, 0)
-      partial.append(value)
-    return jax.lax.psum(jnp.stack(partial), tuple(mesh.axis_names))
-
-  return jax.shard_map(per_device, mesh=mesh, in_specs=tuple(specs), out_specs=PartitionSpec())(
-    *leaves
+  Warns :class:`PrivateGlobalNormUnavailableWarning` when it cannot.
+  """
+  if jax.__version__ in PRIVATE_TESTED_JAX_VERSIONS:
+    return True
+  warnings.warn(
+    f"{PRIVATE_GLOBAL_NORM_ENV}: the one-all-reduce global norm reads JAX internals and is "
+    f"tested on jax {', '.join(PRIVATE_TESTED_JAX_VERSIONS)} only, not on the installed jax "
+    f"{jax.__version__}; using the public norm instead (one all-reduce per replica group on "
+    "Auto mesh axes).",
+    PrivateGlobalNormUnavailableWarning,
+    stacklevel=3,
   )
+  return False
 
 
-def squared_norms(leaves: Sequence[jax.Array]) -> list[jax.Array]:
+def squared_norms(
+  leaves: Sequence[jax.Array], *, private_partitioning: bool | None = None
+) -> list[jax.Array]:
   """Each leaf's squared L2 norm :math:`\\sum_j |x_j|^2`, in the leaves' (common) real dtype.
 
-  Sharded leaves (under ``jit``) cost exactly one all-reduce in all: see the module docstring.
+  On an explicit mesh the sharded leaves cost exactly one all-reduce in all; on ``Auto`` axes one
+  per replica group, or one with the opt-in: see the module docstring.
 
   Args:
     leaves: arrays of one real dtype, or of its complex counterpart.
+    private_partitioning: use the one-all-reduce norm on ``Auto`` axes (JAX internals, pinned to
+      :data:`PRIVATE_TESTED_JAX_VERSIONS`; warns and takes the public norm elsewhere). ``None``:
+      read ``ADADELTA_OPTAX_PRIVATE_GLOBAL_NORM``.
 
   Returns:
     One scalar per leaf, in order.
+
+  Raises:
+    ValueError: leaves of different real dtypes, or a bad ``ADADELTA_OPTAX_PRIVATE_GLOBAL_NORM``.
+    TypeError: a ``private_partitioning`` that is not a bool or None.
   """
+  if private_partitioning is not None and not isinstance(private_partitioning, bool):
+    raise TypeError(
+      f"private_partitioning must be a bool or None, got {type(private_partitioning).__name__}."
+    )
   if not leaves:
     return []
   dtypes = {jnp.real(jnp.zeros((), leaf.dtype)).dtype for leaf in leaves}
@@ -310,9 +339,9 @@ def squared_norms(leaves: Sequence[jax.Array]) -> list[jax.Array]:
   if explicit is not None:
     norms = _shard_mapped(leaves, *explicit)
     return [norms[i] for i in range(len(leaves))]
-  if jax.device_count() == 1:
-    # Nothing to partition; keeps abstract-mesh lowering (which the device-requiring
-    # primitive refuses) open to one-device processes.
-    return [jnp.sum(abs_square(leaf)) for leaf in leaves]
-  norms = squared_norms_p.bind(*leaves)
-  return [norms[i] for i in range(len(leaves))]
+  if private_partitioning is None:
+    private_partitioning = private_partitioning_requested()
+  if private_partitioning and private_partitioning_available():
+    norms = _private_norms()(*leaves)
+    return [norms[i] for i in range(len(leaves))]
+  return [jnp.sum(abs_square(leaf)) for leaf in leaves]

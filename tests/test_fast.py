@@ -99,7 +99,9 @@ def test_kernel_step_equals_reference_chain_step(name, dtype):
   # apply_gradients adds exactly the update that update() returns. (Not compared with p_plain
   # in ulps of the result: p + u can cancel, 0.53 + 0.55 -> 0.022 in float32 here, where one ulp
   # of the update is 32 ulps of the sum.)
-  for a, b in zip(jax.tree.leaves(p_fast), jax.tree.leaves(optax.apply_updates(params, u_fast))):
+  for a, b in zip(
+    jax.tree.leaves(p_fast), jax.tree.leaves(optax.apply_updates(params, u_fast)), strict=True
+  ):
     np.testing.assert_array_equal(a, b)
   for s in (s_fast, s_apply):
     assert_leaves_close(
