@@ -27,6 +27,7 @@ demo: $(VENV)/.demo
 test: $(VENV)/.test
 	$(PY) -m ruff check adadelta_optax tests examples benchmarks notebooks conftest.py
 	$(PY) -m ruff format --check adadelta_optax tests examples benchmarks notebooks conftest.py
+	$(PY) -m mypy  # strict, on adadelta_optax ([tool.mypy] in pyproject.toml)
 	ADADELTA_REQUIRE_ALL=1 $(PY) -m pytest -n 2 --dist loadgroup --nbmake -q
 
 # Needs python3.x interpreters (see .ci/versions.sh), pip and a C++ compiler; not .venv.

@@ -46,19 +46,21 @@ with open("pyproject.toml", "rb") as file:
   pyproject = tomllib.load(file)
 floors = {}
 for requirement in pyproject["project"]["dependencies"]:
-  match = re.fullmatch(r"\s*(jax|jaxlib|optax)\s*>=\s*([0-9][0-9.]*)\s*(,.*)?", requirement)
+  match = re.fullmatch(
+    r"\s*(jax|jaxlib|ml_dtypes|optax)\s*>=\s*([0-9][0-9.]*)\s*(,.*)?", requirement
+  )
   if match:
     floors[match[1]] = match[2]
-missing = {"jax", "jaxlib", "optax"} - set(floors)
+missing = {"jax", "jaxlib", "ml_dtypes", "optax"} - set(floors)
 if missing:
   raise SystemExit(f"pyproject.toml: no 'NAME>=VERSION' floor for {sorted(missing)}")
 requires = re.fullmatch(r"\s*>=\s*3\.(\d+)\s*", pyproject["project"]["requires-python"])
 if not requires:
   raise SystemExit("pyproject.toml: requires-python is not '>=3.N'")
-print(requires[1], floors["jax"], floors["jaxlib"], floors["optax"])
+print(requires[1], floors["jax"], floors["jaxlib"], floors["optax"], floors["ml_dtypes"])
 EOF
 )
-read -r requires_minor jax_floor jaxlib_floor optax_floor <<<"$declared"
+read -r requires_minor jax_floor jaxlib_floor optax_floor ml_dtypes_floor <<<"$declared"
 build=$("$newest_python" - <<'EOF'
 import re
 import tomllib
@@ -76,7 +78,7 @@ import tomllib
 
 with open("pyproject.toml", "rb") as file:
   dependencies = tomllib.load(file)["project"]["dependencies"]
-print("\n".join(r for r in dependencies if re.match(r"\s*(jax|jaxlib|optax)\b", r)))
+print("\n".join(r for r in dependencies if re.match(r"\s*(jax|jaxlib|ml_dtypes|optax)\b", r)))
 EOF
 )
 build_requires=()
@@ -127,11 +129,12 @@ run() {
     --rootdir . -n 2 --dist loadgroup -q -m "$CORE" tests "$package")
 }
 
-log "oldest: jax==$jax_floor jaxlib==$jaxlib_floor optax==$optax_floor on $oldest_python" \
+log "oldest: jax==$jax_floor jaxlib==$jaxlib_floor optax==$optax_floor ml_dtypes==$ml_dtypes_floor on $oldest_python" \
   "(requires-python >=3.$requires_minor); newest: ${declared_ranges[*]} on $newest_python"
 start=$SECONDS
 # The two setups (downloads, the kernel's compile) at once; their logs are shown if one fails.
 setup oldest "$oldest_python" "jax==$jax_floor" "jaxlib==$jaxlib_floor" "optax==$optax_floor" \
+  "ml_dtypes==$ml_dtypes_floor" \
   >"$work/oldest.log" 2>&1 &
 oldest_setup=$!
 setup newest "$newest_python" "${declared_ranges[@]}" >"$work/newest.log" 2>&1 &

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -102,14 +102,12 @@ class Adadelta(optax.GradientTransformationExtraArgs):
     dtype and rounded once (a narrower ``state_dtype`` never rounds the params themselves).
     """
     owner = getattr(self.init, "__self__", None)
-    if (
-      not isinstance(owner, _AdadeltaTransform)
-      or getattr(self.update, "__self__", None) is not owner
-    ):
-      # A wrapped update (sparse_rows, the Keras 3 training wrapper) goes the optax way.
-      updates, state = self.update(grads, state, params)
-      return optax.apply_updates(params, updates), state
-    return owner.apply_gradients(grads, state, params)
+    if getattr(self.update, "__self__", None) is owner and isinstance(owner, _AdadeltaTransform):
+      return owner.apply_gradients(grads, state, params)
+    # A wrapped update (sparse_rows, the Keras 3 training wrapper) goes the optax way.
+    updates, state = self.update(grads, state, params)
+    new_params: optax.Params = optax.apply_updates(params, updates)
+    return new_params, state
 
   def kernel_bytes(self, params: optax.Params, *, apply: bool = True) -> int:
     """Bytes the CPU kernel moves in one step on ``params`` (0 off the kernel path).
@@ -141,7 +139,8 @@ class Adadelta(optax.GradientTransformationExtraArgs):
     Apply them with ``optax.apply_updates(params, updates)``.
     """
     grads = self.get_gradients(loss_fn, params, *args)
-    return self.update(grads, state, params)
+    updates, new_state = self.update(grads, state, params)
+    return updates, new_state
 
 
 def _owner(tx: Adadelta) -> _AdadeltaTransform | KerasTraining:
@@ -167,7 +166,8 @@ class _AdadeltaTransform:
         f"implementation='kernel' but {_fast.kernel_unavailable_reason()}; reinstall with a "
         "C++ compiler present, or use implementation='auto' or 'fused'."
       )
-    if c.implementation in ("xla", "fused"):
+    self.path: Literal["kernel", "fused", "xla"]
+    if c.implementation == "xla" or c.implementation == "fused":
       self.path = c.implementation
     else:
       _fast.warn_if_unavailable()  # once per process: why 'auto' runs without the kernel

@@ -178,7 +178,9 @@ def restore_checkpoint(directory: str | os.PathLike[str], like: Any) -> Any:
     ) from error
   expected = _describe(like, hashes=False)
   if len(saved["leaves"]) != len(expected["leaves"]):
-    mismatch = f"{len(saved['leaves'])} saved leaves, expected {len(expected['leaves'])}"
+    mismatch: str | None = (
+      f"{len(saved['leaves'])} saved leaves, expected {len(expected['leaves'])}"
+    )
   else:
     mismatch = _first_mismatch(saved, expected)
   if mismatch is not None:

@@ -12,7 +12,6 @@ makes a checked copy). Every path reads its numbers from here: the step
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 import jax
@@ -168,10 +167,10 @@ _NUMBER_KEYS = (
   "ema_momentum",
 )
 
-_SCHEDULES: dict[str, type] = {}
+_SCHEDULES: dict[str, type[Any]] = {}
 
 
-def register_schedule(cls: type) -> type:
+def register_schedule(cls: type[Any]) -> type[Any]:
   """Class decorator: lets instances of ``cls`` be serialized as an ``Adadelta`` learning rate.
 
   ``cls`` needs a ``get_config() -> dict`` method and a ``from_config(dict)`` classmethod; it is
@@ -196,7 +195,7 @@ def _number(name: str, value: Any) -> float | None:
   return float(np.asarray(value))
 
 
-def _schedule_to_config(schedule: Callable[..., Any]) -> dict[str, Any]:
+def _schedule_to_config(schedule: Any) -> dict[str, Any]:
   cls = type(schedule)
   if _SCHEDULES.get(cls.__name__) is not cls:
     raise TypeError(

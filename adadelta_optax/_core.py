@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from adadelta_optax import _validation
@@ -41,12 +42,12 @@ jax.export.register_namedtuple_serialization(
 
 def accumulator_dtype(leaf_dtype: Any, state_dtype: jnp.dtype | None) -> jnp.dtype:
   """The dtype of a leaf's accumulators: ``state_dtype`` when given, kept complex for complex."""
-  leaf_dtype = jnp.dtype(leaf_dtype)
-  if state_dtype is None:
-    return leaf_dtype
-  if jnp.issubdtype(leaf_dtype, jnp.complexfloating):
-    return jnp.dtype(jnp.complex128 if state_dtype == jnp.float64 else jnp.complex64)
-  return jnp.dtype(state_dtype)
+  dtype: np.dtype[Any] = np.dtype(leaf_dtype)
+  if state_dtype is not None:
+    complex_ = jnp.issubdtype(dtype, jnp.complexfloating)
+    wide = state_dtype == jnp.float64
+    dtype = np.dtype((jnp.complex128 if wide else jnp.complex64) if complex_ else state_dtype)
+  return dtype
 
 
 def _real_step(
@@ -168,7 +169,7 @@ def scale_by_adadelta(
       )
       return update.astype(grad.dtype), accum_grad, accum_var
 
-    treedef = jax.tree.structure(updates)
+    treedef: Any = jax.tree.structure(updates)  # a PyTreeDef (opaque to type checkers)
     results = [
       step(*leaves)
       for leaves in zip(

@@ -247,6 +247,7 @@ def leaf_step_jax(
     update = update + h["wd_decoupled"] * x
   step = (hyper[HYPER_FIELDS.index("neg_lr")] * update).astype(update.dtype)
   if apply:
+    assert param is not None  # apply needs the params (checked by the caller)
     # Formed in the wider of the param's and the state's dtype, rounded once: a bfloat16 param
     # with a float32 state gains the state's precision, and a float32 param with a bfloat16
     # state keeps its own (forming it in bfloat16 would round the param itself every step).
@@ -417,9 +418,10 @@ def group_step(
   if not takes:
     return jax_fn(grads, params, accum_grads, accum_vars, hyper)
   kernel_fn = functools.partial(_group_kernel, flags=flags, apply=apply)
-  return jax.lax.platform_dependent(
+  outs, new_accum_grads, new_accum_vars = jax.lax.platform_dependent(
     grads, params, accum_grads, accum_vars, hyper, cpu=kernel_fn, default=jax_fn
   )
+  return outs, new_accum_grads, new_accum_vars
 
 
 def tree_step(
@@ -441,7 +443,7 @@ def tree_step(
   already checked; ``params`` is given wherever weight decay or ``apply`` needs it.
   """
   c = config
-  treedef = jax.tree.structure(accum_grad)
+  treedef: Any = jax.tree.structure(accum_grad)  # a PyTreeDef (opaque to type checkers)
   g_leaves = treedef.flatten_up_to(grads)
   a_leaves = treedef.flatten_up_to(accum_grad)
   d_leaves = treedef.flatten_up_to(accum_var)
@@ -502,7 +504,7 @@ def tree_step(
     needs_params = apply or any(flags & (COUPLED | DECOUPLED))
     result = group_step(
       [g_leaves[i] for i in indices],
-      [p_leaves[i] for i in indices] if needs_params else None,
+      [p_leaves[i] for i in indices] if needs_params and p_leaves is not None else None,
       [a_leaves[i] for i in indices],
       [d_leaves[i] for i in indices],
       hyper,

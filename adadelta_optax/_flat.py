@@ -59,13 +59,14 @@ def flatten_params(tree: Any) -> tuple[dict[str, jax.Array], Callable[[dict[str,
         f"unflatten expects buffers { ({n: (s,) for n, s in sizes.items()}) }, got "
         f"{ ({n: jnp.shape(b) for n, b in flat.items()}) }."
       )
-    return treedef.unflatten(
+    return jax.tree.unflatten(
+      treedef,
       [
         jax.lax.slice(
           flat[name], (offset,), (offset + int(np.prod(shape, dtype=np.int64)),)
         ).reshape(shape)
         for name, offset, shape in layout
-      ]
+      ],
     )
 
   return buffers, unflatten

@@ -128,7 +128,8 @@ def _shard_mapped(leaves: Sequence[jax.Array], mesh: Mesh, specs: list[Partition
         if axis not in sharded:  # replicated over it: the copy at index 0 counts
           value = jnp.where(jax.lax.axis_index(axis) == 0, value, 0)
       partial.append(value)
-    return jax.lax.psum(jnp.stack(partial), tuple(mesh.axis_names))
+    summed: jax.Array = jax.lax.psum(jnp.stack(partial), tuple(mesh.axis_names))
+    return summed
 
   return jax.shard_map(per_device, mesh=mesh, in_specs=tuple(specs), out_specs=PartitionSpec())(
     *leaves
@@ -198,6 +199,7 @@ def _partition(mesh: Mesh, arg_shapes: Sequence[Any], result_shape: Any) -> tupl
     layout = _shard_layout(_hlo_sharding(arg.sharding, len(shape)), shape, len(devices))
     if layout is None:  # gathered onto every device: the first copy counts
       layout = _shard_layout(_hlo_sharding(replicated, len(shape)), shape, len(devices))
+      assert layout is not None  # a replicated sharding always has a layout
       shardings.append(replicated)
     else:
       shardings.append(arg.sharding)
@@ -216,7 +218,8 @@ def _partition(mesh: Mesh, arg_shapes: Sequence[Any], result_shape: Any) -> tupl
       if not first.all():  # copies on several devices: only the first counts
         value = jnp.where(jnp.asarray(first)[me], value, 0)
       partial.append(value)
-    return jax.lax.psum(jnp.stack(partial), _AXIS)
+    summed: jax.Array = jax.lax.psum(jnp.stack(partial), _AXIS)
+    return summed
 
   return flat_mesh, per_device, replicated, tuple(shardings)
 
@@ -256,17 +259,20 @@ def _private_norms() -> Callable[..., jax.Array]:
   # custom_partitioning has no batching or differentiation rule: both use the plain sums.
   @jax.custom_batching.custom_vmap
   def batchable(*leaves: jax.Array) -> jax.Array:
-    return partitioned(*leaves)
+    out: jax.Array = partitioned(*leaves)
+    return out
 
   @batchable.def_vmap
   def _batch(axis_size: int, in_batched: list[bool], *leaves: jax.Array) -> tuple[jax.Array, bool]:
     del axis_size
     in_axes = tuple(0 if batched else None for batched in in_batched)
-    return jax.vmap(_plain, in_axes=in_axes)(*leaves), True
+    batched: jax.Array = jax.vmap(_plain, in_axes=in_axes)(*leaves)
+    return batched, True
 
   @jax.custom_jvp
   def norms(*leaves: jax.Array) -> jax.Array:
-    return batchable(*leaves)
+    out: jax.Array = batchable(*leaves)
+    return out
 
   @norms.defjvp
   def _jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[jax.Array, jax.Array]:

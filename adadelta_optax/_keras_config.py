@@ -101,7 +101,7 @@ def _unwrap(config: Any) -> tuple[dict[str, Any], str | None]:
   return inner, module
 
 
-def detect_version(config: dict[str, Any], module: str | None = None) -> int:
+def detect_version(config: dict[str, Any], module: str | None = None) -> Version:
   """Which Keras wrote ``config``: 1, 2 or 3 (see :func:`from_keras_config`)."""
   if module == "keras.optimizers.legacy":
     return 2
@@ -416,7 +416,9 @@ def to_keras_config(tx: Adadelta, *, version: Version) -> dict[str, Any]:
   if version == 1:
     if number["global_clipnorm"] is not None:
       _refuse("global_clipnorm", number["global_clipnorm"], 1, "tf.keras 1.x has no global clip")
-    config = {k: number[k] for k in ("clipnorm", "clipvalue") if number[k] is not None}
+    config: dict[str, Any] = {
+      k: number[k] for k in ("clipnorm", "clipvalue") if number[k] is not None
+    }
     return {
       **config,
       "lr": lr,

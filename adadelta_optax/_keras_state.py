@@ -82,6 +82,7 @@ def keras3_variables(tx: Adadelta, state: Any, *, floatx: str = "float32") -> li
     elif slot == "learning_rate":
       out.append(np.asarray(lr, lr_dtype))
     else:
+      assert i is not None  # a per-leaf slot
       out.append(np.asarray(leaves[slot][i]))
   return out
 
@@ -123,7 +124,7 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
       f"variables: {[suffix.lstrip('_') for _, suffix, _ in layout]} (for {n} model variables)."
     )
   new: dict[str, list[Any]] = {slot: [None] * n for slot in olds}
-  iteration = None
+  iteration: jax.Array | None = None
   for k, ((slot, suffix, i), entry) in enumerate(zip(layout, variables, strict=True)):
     value, name = _value_and_name(entry)
     where = f"variables[{k}] ({suffix.lstrip('_')}" + (
@@ -149,11 +150,13 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
           "floatx=keras.config.floatx()) does)."
         )
     else:
+      assert i is not None  # a per-leaf slot
       like = olds[slot][i]
       squares = slot in ("accum_grad", "accum_var")
       new[slot][i] = _weights.checked(where, value, like, accumulator=True, nonnegative=squares)
-  treedef = jax.tree.structure(inner.accum_grad)
+  treedef: Any = jax.tree.structure(inner.accum_grad)  # a PyTreeDef (opaque to type checkers)
   steps = tx.training_options.gradient_accumulation_steps or 1
+  assert iteration is not None  # the layout starts with it
   replacement = inner._replace(
     count=(iteration // steps).astype(inner.count.dtype),
     accum_grad=treedef.unflatten(new["accum_grad"]),

@@ -83,7 +83,10 @@ class KerasTraining:
 
   def init(self, params: optax.Params) -> KerasTrainingState:
     o = self.training
-    zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
+
+    def zeros() -> Any:
+      return jax.tree.map(jnp.zeros_like, params)
+
     return KerasTrainingState(
       iteration=jnp.zeros([], jnp.int32),
       inner=self.inner.init(params),
@@ -148,4 +151,5 @@ class KerasTraining:
 
 def _ema(average: jax.Array, value: jax.Array, updates_done: jax.Array, momentum: Any) -> jax.Array:
   m = (updates_done != 0).astype(value.dtype) * momentum
-  return m * average + (1 - m) * value
+  average = m * average + (1 - m) * value
+  return average

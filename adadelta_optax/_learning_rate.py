@@ -17,7 +17,7 @@ class ScaleByDecayedLearningRateState(NamedTuple):
       saturating at the int32 maximum.
   """
 
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax's states
 
 
 # Lets jax.export serialize functions that take or return this state.

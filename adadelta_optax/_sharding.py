@@ -8,7 +8,7 @@ that must keep the layout states it with :func:`state_shardings`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -18,11 +18,15 @@ from adadelta_optax._core import ScaleByAdadeltaState
 from adadelta_optax._state import AdadeltaState
 
 
+def _device_id(device: Any) -> int:
+  return int(device.id)
+
+
 def replicated_like(sharding: Sharding) -> Sharding:
   """A sharding that replicates an array over the devices of ``sharding``."""
   if isinstance(sharding, NamedSharding):
     return NamedSharding(sharding.mesh, PartitionSpec())
-  devices = sorted(sharding.device_set, key=lambda d: d.id)
+  devices = sorted(sharding.device_set, key=_device_id)
   if len(devices) == 1:
     return SingleDeviceSharding(devices[0])
   return NamedSharding(Mesh(np.array(devices), ("replica",)), PartitionSpec())
@@ -79,7 +83,7 @@ def state_shardings(tx: Any, params: Any) -> Any:
 
   def shardings_of(node: Any) -> Any:
     if isinstance(node, AdadeltaState):
-      return AdadeltaState(replicated, param_shardings, param_shardings)
+      return AdadeltaState(cast(Any, replicated), param_shardings, param_shardings)
     if isinstance(node, ScaleByAdadeltaState):
       return ScaleByAdadeltaState(param_shardings, param_shardings)
     return replicated

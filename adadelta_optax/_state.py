@@ -19,7 +19,7 @@ class AdadeltaState(NamedTuple):
     accum_var: :math:`E[\\Delta x^2]`, one array per parameter leaf.
   """
 
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax's states
   accum_grad: optax.Updates
   accum_var: optax.Updates
 

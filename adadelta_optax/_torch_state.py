@@ -138,6 +138,7 @@ def _group_settings(param_groups: Any) -> tuple[dict[str, Any], list[float], lis
     for key in _SHARED:
       if key not in group and key not in OPTIONAL_GROUP_KEYS:
         raise TypeError(f"{where} misses key {key!r}.")
+      value: bool | float
       if key == "maximize":
         value = _flag(f"{where}['maximize']", group.get(key, OPTIONAL_GROUP_KEYS[key]))
       else:

@@ -8,11 +8,11 @@ be inspected and are accepted as they are.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -97,7 +97,8 @@ def canonical_state_dtype(state_dtype: Any) -> jnp.dtype | None:
       f"state_dtype must be None or a floating dtype ({', '.join(_FLOAT_DTYPES)}), "
       f"got {state_dtype!r}."
     )
-  return dtype
+  canonical: np.dtype[Any] = np.dtype(dtype)
+  return canonical
 
 
 def keras_floatx(floatx: Any) -> np.dtype:
@@ -110,7 +111,7 @@ def keras_floatx(floatx: Any) -> np.dtype:
 def check_x64(dtype: jnp.dtype, what: str) -> None:
   """64-bit dtypes silently become 32-bit unless ``jax_enable_x64`` is on: refuse that."""
   is_64 = jnp.dtype(dtype) in (jnp.dtype("float64"), jnp.dtype("complex128"))
-  if is_64 and not jax.config.jax_enable_x64:
+  if is_64 and jax.dtypes.canonicalize_dtype(jnp.float64) != jnp.float64:  # x64 is off
     raise ValueError(
       f"{what} is {jnp.dtype(dtype).name}, but jax_enable_x64 is off, so JAX would silently "
       "compute in 32 bits. Enable it with jax.config.update('jax_enable_x64', True)."
@@ -136,8 +137,8 @@ def check_float_leaves(tree: Any, what: str) -> None:
 
 def check_same_tree(reference: Any, other: Any, *, reference_name: str, other_name: str) -> None:
   """``other`` must have the structure and leaf shapes of ``reference``."""
-  ref_def = jax.tree.structure(reference)
-  other_def = jax.tree.structure(other)
+  ref_def: Any = jax.tree.structure(reference)  # PyTreeDefs (opaque to type checkers)
+  other_def: Any = jax.tree.structure(other)
   if ref_def != other_def:
     raise ValueError(
       f"{other_name} tree structure differs from the {reference_name}: expected {ref_def}, "
@@ -154,7 +155,7 @@ def check_same_tree(reference: Any, other: Any, *, reference_name: str, other_na
 
 def check_mask(mask: Any) -> None:
   """``weight_decay_mask``: ``None``, a callable of the params, or a pytree of bools."""
-  if mask is None or isinstance(mask, Callable):
+  if mask is None or callable(mask):
     return
   for path, leaf in jax.tree_util.tree_flatten_with_path(mask)[0]:
     if not isinstance(leaf, (bool, np.bool_)) and not (
@@ -187,7 +188,7 @@ def check_fits_dtype(name: str, value: Any, dtype: Any, *, positive: bool = Fals
   dtype = jnp.dtype(dtype)
   with np.errstate(over="ignore", under="ignore"):
     cast = float(np.asarray(number).astype(dtype))
-  finfo = jnp.finfo(dtype)
+  finfo = ml_dtypes.finfo(dtype)
   if not math.isfinite(cast):
     raise ValueError(
       f"{name}={value!r} overflows {dtype.name} (largest finite {float(finfo.max):.4g}), the "

@@ -64,9 +64,12 @@ def as_numpy(entry: str, value: Any) -> np.ndarray:
   try:
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
       value = value.detach().cpu().resolve_conj()
-      if str(value.dtype) == "torch.bfloat16":
-        return value.float().numpy().astype(jnp.bfloat16)  # exact: bfloat16 -> float32 -> back
-      return value.numpy().copy()  # torch keeps updating its tensors in place
+      # bfloat16 goes through float32 exactly; a copy, as torch keeps updating its tensors.
+      bf16 = str(value.dtype) == "torch.bfloat16"
+      copied: np.ndarray = (
+        value.float().numpy().astype(jnp.bfloat16) if bf16 else value.numpy().copy()
+      )
+      return copied
     array = np.array(value, copy=True)
   except (TypeError, ValueError, RuntimeError, OverflowError) as error:
     raise TypeError(
@@ -154,7 +157,7 @@ def set_weights(state: Any, weights: list[Any]) -> Any:
   count = inner.count
   if offset:
     count = checked("weights[0] (iterations)", weights[0], inner.count, accumulator=False)
-  treedef = jax.tree.structure(inner.accum_grad)
+  treedef: Any = jax.tree.structure(inner.accum_grad)  # a PyTreeDef (opaque to type checkers)
   new = {}
   for slot_index, slot in enumerate(("accum_grad", "accum_var")):
     old_leaves = jax.tree.leaves(getattr(inner, slot))
