@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from helpers import LEAF_MAX, assert_trees_close
+
 RTOL = {np.dtype("float64"): 1e-12, np.dtype("float32"): 1e-6}
 
 #: Keras learning-rate schedules (class name, kwargs) checked against tf.keras and Keras 3.
@@ -45,10 +47,6 @@ SCHEDULE_CASES = [
   ),
   ("CosineDecayRestarts", dict(initial_learning_rate=0.7, first_decay_steps=3, t_mul=1.0)),
 ]
-
-
-#: (framework, case) -> max relative difference after resuming; printed with ``pytest -s``.
-MEASURED: dict[tuple[str, str], float] = {}
 
 
 def data(dtype: Any = np.float64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -86,31 +84,16 @@ def run_jax(
   return params, state
 
 
-def assert_close(
+def assert_parity(
   actual: Any, expected: Any, what: str, key: tuple[str, str] | None = None
 ) -> float:
-  """Elementwise ``|a - e| <= rtol * (|e| + max|e|)`` per leaf; returns the largest ratio.
+  """Two lists of leaves agree to the migration tolerance; returns the largest relative difference.
 
-  ``rtol`` is 1e-12 for float64 and 1e-6 for float32 (the expected leaf's dtype). The returned
-  number, ``max |a - e| / max |e|`` over the leaves, is recorded under ``key``.
+  :func:`helpers.assert_trees_close` with ``rtol`` from :data:`RTOL` by the expected leaf's dtype
+  and the leaf-max floor: elementwise ``|a - e| <= rtol * (|e| + max|e|)``. The returned number,
+  ``max |a - e| / max |e|`` over the leaves, is printed under ``key`` (seen with ``pytest -s``).
   """
-  actual, expected = list(actual), list(expected)
-  assert len(actual) == len(expected), f"{what}: {len(actual)} != {len(expected)} leaves"
-  worst = 0.0
-  for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
-    a, e = np.asarray(a), np.asarray(e)
-    assert a.shape == e.shape, f"{what}[{i}]: shape {a.shape} != {e.shape}"
-    if e.dtype.kind not in "fc" or e.size == 0:
-      np.testing.assert_array_equal(a, e, err_msg=f"{what}[{i}]")
-      continue
-    rtol = RTOL[np.dtype(np.real(e).dtype)]
-    scale = float(np.max(np.abs(e)))
-    np.testing.assert_allclose(
-      a.astype(e.dtype), e, rtol=rtol, atol=rtol * scale, err_msg=f"{what}[{i}]"
-    )
-    if scale:
-      worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - e.astype(np.float64)))) / scale)
+  worst = assert_trees_close(list(actual), list(expected), rtol=RTOL, floor=LEAF_MAX, what=what)
   if key is not None:
-    MEASURED[key] = max(MEASURED.get(key, 0.0), worst)
     print(f"PARITY {key[0]} {key[1]} {what} max_rel_diff={worst:.3g}")
   return worst

@@ -14,11 +14,12 @@ import adadelta_optax
 
 import reference
 from helpers import (
+  LEAF_MAX,
   OPTIONS,
   _mask_fn,
   _options,
-  assert_leaves_close,
   assert_matches_reference,
+  assert_trees_close,
   random_grads,
   random_tree,
   run_jax,
@@ -110,9 +111,11 @@ def test_state_dtype_float32_for_bfloat16_params():
     expected = ref.step([np.asarray(x, np.float64) for x in jax.tree.leaves(g)])
     expected_bf16 = np.asarray(jnp.asarray(expected[1], jnp.bfloat16), np.float64)
     np.testing.assert_array_equal(np.asarray(updates["w"], np.float64), expected_bf16)
-    assert_leaves_close([updates["b"]], [expected[0]], 1e-6, "update b")
-    assert_leaves_close(jax.tree.leaves(state.accum_grad), ref.accum_grad, 1e-6, "accum_grad")
-    assert_leaves_close(jax.tree.leaves(state.accum_var), ref.accum_var, 1e-6, "accum_var")
+    assert_trees_close(updates["b"], expected[0], rtol=1e-6, floor=LEAF_MAX, what="update b")
+    assert_trees_close(
+      state.accum_grad, ref.accum_grad, rtol=1e-6, floor=LEAF_MAX, what="accum_grad"
+    )
+    assert_trees_close(state.accum_var, ref.accum_var, rtol=1e-6, floor=LEAF_MAX, what="accum_var")
     p = optax.apply_updates(p, updates)
   assert p["w"].dtype == jnp.bfloat16
 
@@ -126,8 +129,8 @@ def test_state_dtype_float64_for_float32_params():
   assert state.accum_grad["phase"].dtype == jnp.complex128
   assert final["phase"].dtype == jnp.complex64
   ref = run_reference(params, grads, reference.Options())
-  assert_leaves_close(jax.tree.leaves(state.accum_var), ref.accum_var, 1e-6, "accum_var")
-  assert_leaves_close(jax.tree.leaves(final), ref.params, 1e-6, "params")
+  assert_trees_close(state.accum_var, ref.accum_var, rtol=1e-6, floor=LEAF_MAX, what="accum_var")
+  assert_trees_close(final, ref.params, rtol=1e-6, floor=LEAF_MAX, what="params")
 
 
 def test_complex_parts_are_independent():
@@ -187,7 +190,7 @@ def test_presets_wrap_like_adadelta(name):
     np.testing.assert_allclose(state.hyperparams[field], defaults[field], rtol=1e-7)
   updates, _ = jax.jit(injected.update)(grads, state, params)
   expected, _ = preset(learning_rate=0.1).update(grads, preset().init(params), params)
-  assert_leaves_close(jax.tree.leaves(updates), jax.tree.leaves(expected), 1e-6, name)
+  assert_trees_close(updates, expected, rtol=1e-6, floor=LEAF_MAX, what=name)
   # Positional arguments and static_args bind as for adadelta().
   assert preset(0.25).hyperparams["learning_rate"] == 0.25
   static = optax.inject_hyperparams(preset, static_args=("weight_decay",))(weight_decay=0.0)
@@ -203,7 +206,7 @@ def test_optax_preset_matches_optax_adadelta():
     adadelta_optax.presets.optax(learning_rate=0.5, weight_decay=0.01), params, grads, jit=True
   )
   theirs, _ = run_jax(optax.adadelta(learning_rate=0.5, weight_decay=0.01), params, grads, jit=True)
-  assert_leaves_close(jax.tree.leaves(ours), jax.tree.leaves(theirs), 1e-12, "params")
+  assert_trees_close(ours, theirs, rtol=1e-12, floor=LEAF_MAX, what="params")
 
 
 # --- Published values -------------------------------------------------------------------------

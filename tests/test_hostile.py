@@ -1,21 +1,18 @@
 """Hostile input: random pytrees, dtypes and hyperparameters (hypothesis), non-finite gradients,
-extreme magnitudes. Inputs tried are counted in TRIED and printed by the last test."""
-
-import collections
+extreme magnitudes."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import adadelta_optax
 
 import reference
-from helpers import assert_leaves_close
+from helpers import LEAF_MAX, assert_trees_close
 
-TRIED = collections.Counter()
 # Per dtype: (state_dtype, rtol vs the float64 reference over 3 steps). Half precisions keep the
 # state in float32 (their own 8/11-bit mantissas cannot hold a moving average: an honest test
 # of that would only measure rounding); params and updates round to the leaf dtype each step.
@@ -28,9 +25,12 @@ DTYPES = {
 }
 
 
+#: Hypothesis problems per dtype (120 in all).
+PROBLEMS_PER_DTYPE = 24
+
+
 @st.composite
-def problems(draw):
-  dtype = draw(st.sampled_from(sorted(DTYPES)))
+def problems(draw, dtype):
   shapes = draw(
     st.lists(st.lists(st.integers(0, 4), max_size=3).map(tuple), min_size=1, max_size=4)
   )
@@ -55,12 +55,34 @@ def problems(draw):
   return dtype, shapes, seed, kwargs, draw(st.floats(-3, 3))
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
-@given(problems())
-# Found by hypothesis: bfloat16 params whose three moves nearly cancel (rho 1 makes each move the
-# gradient itself, about 10 here): rounding to bfloat16 on the way is an ulp of ~10, not of the net.
-@example(("bfloat16", [(2, 3)], 524283, dict(learning_rate=1.0, rho=1.0, epsilon=0.0078125), 1.0))
-def test_random_problems_match_reference(problem):
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+def test_random_problems_match_reference(dtype):
+  """24 hypothesis problems of each dtype agree with the reference, and all 24 really ran.
+
+  Health checks are off (every problem compiles), so a strategy that came to reject most of its
+  draws would pass on a few problems without a word: the count of problems checked says it did not.
+  """
+  checked = []
+
+  @settings(max_examples=PROBLEMS_PER_DTYPE, deadline=None, suppress_health_check=list(HealthCheck))
+  @given(problems(dtype))
+  def check(problem):
+    _check_problem(problem)
+    checked.append(problem)
+
+  check()
+  assert len(checked) >= PROBLEMS_PER_DTYPE
+
+
+def test_bfloat16_moves_that_nearly_cancel():
+  """Found by hypothesis: bfloat16 params whose three moves nearly cancel (rho 1 makes each move
+  the gradient itself, about 10 here): rounding to bfloat16 on the way is an ulp of ~10, not of
+  the net move, and the bound of :func:`_check_problem` counts it."""
+  kwargs = dict(learning_rate=1.0, rho=1.0, epsilon=0.0078125)
+  _check_problem(("bfloat16", [(2, 3)], 524283, kwargs, 1.0))
+
+
+def _check_problem(problem):
   dtype, shapes, seed, kwargs, log_scale = problem
   rng = np.random.default_rng(seed)
   state_dtype, rtol = DTYPES[dtype]
@@ -113,8 +135,9 @@ def test_random_problems_match_reference(problem):
     bound = sum(rtol * u + 0.5 * eps * (u + x) for u, x in zip(steps, sizes, strict=True))
     assert np.all(np.abs(moved - want) <= bound + 1e-30), (moved, want, bound)
   if not half:
-    assert_leaves_close(jax.tree.leaves(state.accum_grad), ref.accum_grad, rtol * 10, "accum_grad")
-  TRIED[f"random/{dtype}"] += 1
+    assert_trees_close(
+      state.accum_grad, ref.accum_grad, rtol=rtol * 10, floor=LEAF_MAX, what="accum_grad"
+    )
 
 
 @pytest.mark.parametrize("implementation", ["auto", "xla"])
@@ -132,7 +155,6 @@ def test_nonfinite_propagates_as_reference(implementation):
     ):
       np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
       np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
-  TRIED["nonfinite"] += 1
 
 
 @pytest.mark.parametrize("implementation", ["auto", "xla"])
@@ -154,7 +176,6 @@ def test_skip_nonfinite_keeps_state_and_counts(implementation):
   assert int(state.skipped_steps) == 3 and int(state.inner_state.count) == 1
   updates, state = step({"w": jnp.array([1.0, 2.0, 3.0], jnp.float32)}, state, params)
   assert int(state.inner_state.count) == 2 and np.all(np.asarray(updates["w"]) != 0)
-  TRIED["skip_nonfinite"] += 4
 
 
 @pytest.mark.parametrize("magnitude", [1e-30, 1e-10, 1.0, 1e10, 1e30])
@@ -169,7 +190,6 @@ def test_extreme_magnitudes_stay_finite(magnitude, epsilon):
   ref = reference.run([np.ones(3)], [[np.asarray(g)]], reference.Options(epsilon=epsilon))
   # 1 - u cancels when u ~ 1: one ulp of the param (1.0) on top of the relative error.
   np.testing.assert_allclose(np.asarray(p), ref.params[0], rtol=1e-12, atol=2 * np.finfo(float).eps)
-  TRIED["extreme"] += 1
 
 
 def test_a_million_steps_of_a_fixed_gradient_in_float32():
@@ -197,8 +217,3 @@ def test_a_million_steps_of_a_fixed_gradient_in_float32():
   np.testing.assert_allclose(np.asarray(state.accum_grad), a, rtol=1e-6)
   # float32 accumulation of 1e6 tiny increments: relative error well under 1e-2 measured.
   np.testing.assert_allclose(np.asarray(state.accum_var), d, rtol=1e-2)
-  TRIED["million_steps"] += 1
-
-
-def test_zz_report_inputs_tried():
-  print("\nhostile inputs tried:", dict(TRIED))

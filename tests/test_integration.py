@@ -19,6 +19,7 @@ import adadelta_optax
 from adadelta_optax import AdadeltaState
 
 import reference
+from helpers import assert_trees_close, count_compiles
 
 RTOL, ATOL = 1e-10, 1e-12
 F64 = jnp.float64
@@ -57,18 +58,11 @@ def data() -> tuple[jax.Array, jax.Array]:
   return jnp.asarray(X_NP, F64), jnp.asarray(Y_NP, F64)
 
 
-def assert_tree_close(tree, leaves, rtol=RTOL, atol=ATOL) -> None:
-  got = jax.tree.leaves(tree)
-  assert len(got) == len(leaves)
-  for g, want in zip(got, leaves, strict=True):
-    np.testing.assert_allclose(np.asarray(g), want, rtol=rtol, atol=atol)
-
-
 def assert_state_matches(state: AdadeltaState, ref: reference.Reference) -> None:
   assert isinstance(state, AdadeltaState)
   assert int(state.count) == ref.count
-  assert_tree_close(state.accum_grad, ref.accum_grad)
-  assert_tree_close(state.accum_var, ref.accum_var)
+  assert_trees_close(state.accum_grad, ref.accum_grad, rtol=RTOL, atol=ATOL, what="accum_grad")
+  assert_trees_close(state.accum_var, ref.accum_var, rtol=RTOL, atol=ATOL, what="accum_var")
 
 
 def at_int32(schedule):
@@ -110,11 +104,13 @@ def test_adadelta_is_a_gradient_transformation_extra_args():
   loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
   updates, state = jax.jit(chained.update)(grads, state, params, value=loss)
   direct, _ = tx.update(grads, tx.init(params), params, value=loss, unused=1)
-  assert_tree_close(updates, [np.asarray(u) for u in jax.tree.leaves(direct)])
+  assert_trees_close(updates, direct, rtol=RTOL, atol=ATOL, what="chained updates")
   ref = reference.Reference(
     [B0_NP, W0_NP], reference.Options(learning_rate=0.5, rho=0.9, epsilon=1e-6, weight_decay=1e-3)
   )
-  assert_tree_close(updates, ref.step(np_grads(B0_NP, W0_NP)))
+  assert_trees_close(
+    updates, ref.step(np_grads(B0_NP, W0_NP)), rtol=RTOL, atol=ATOL, what="updates"
+  )
   assert_state_matches(state[0], ref)
 
 
@@ -145,7 +141,7 @@ def test_chain_with_clip_by_global_norm_matches_reference():
     grads = np_grads(*ref.params)
     clipped_steps += np.sqrt(sum(np.sum(g * g) for g in grads)) > max_norm
     ref.step(np_clip_by_global_norm(grads, max_norm))
-    assert_tree_close(params, ref.params)
+    assert_trees_close(params, ref.params, rtol=RTOL, atol=ATOL, what="params")
   assert clipped_steps >= 5  # the clipping really acted
   assert_state_matches(state[1], ref)
   assert np_loss(*ref.params) < np_loss(B0_NP, W0_NP) / 100
@@ -175,7 +171,7 @@ def test_chain_with_schedule_learning_rate_matches_reference():
   for _ in range(60):
     params, state = step(params, state)
     ref.step([np.clip(g, -0.4, 0.4) for g in np_grads(*ref.params)])
-    assert_tree_close(params, ref.params)
+    assert_trees_close(params, ref.params, rtol=RTOL, atol=ATOL, what="params")
   assert_state_matches(state[1], ref)
   assert np_loss(*ref.params) < np_loss(B0_NP, W0_NP) / 1000
   # A constant learning rate gives another trajectory: the schedule was really used.
@@ -228,23 +224,24 @@ def test_inject_hyperparams_matches_reference_and_changes_without_retracing():
   ref = reference.Reference([B0_NP, W0_NP], options)
   unchanged = reference.Reference([B0_NP, W0_NP], reference.Options(**vars(options)))
   changes = {15: (0.3, 0.8), 30: (1.5, 0.99), 45: (0.7, 0.5)}
-  for t in range(60):
-    if t in changes:
-      lr, rho = changes[t]
-      state.hyperparams["learning_rate"] = jnp.asarray(lr, F64)
-      state.hyperparams["rho"] = jnp.asarray(rho, F64)
-      ref.o.learning_rate, ref.o.rho = lr, rho
-    expected_grads = np_grads(*np_leaves(params))
-    params, state, grads = step(params, state)
-    assert_tree_close(grads, expected_grads)
-    ref.step(np_leaves(grads))
-    unchanged.step(np_grads(*unchanged.params))
-    assert_tree_close(params, ref.params)
+  with count_compiles() as compiled:
+    for t in range(60):
+      if t in changes:
+        lr, rho = changes[t]
+        state.hyperparams["learning_rate"] = jnp.asarray(lr, F64)
+        state.hyperparams["rho"] = jnp.asarray(rho, F64)
+        ref.o.learning_rate, ref.o.rho = lr, rho
+      expected_grads = np_grads(*np_leaves(params))
+      params, state, grads = step(params, state)
+      assert_trees_close(grads, expected_grads, rtol=RTOL, atol=ATOL, what="grads")
+      ref.step(np_leaves(grads))
+      unchanged.step(np_grads(*unchanged.params))
+      assert_trees_close(params, ref.params, rtol=RTOL, atol=ATOL, what="params")
   assert_state_matches(state.inner_state, ref)
   assert float(state.hyperparams["learning_rate"]) == 0.7
   assert float(state.hyperparams["rho"]) == 0.5
   assert len(traces) == 1
-  assert step._cache_size() == 1
+  assert compiled.count("jit(step)") == 1  # one executable served all 60 steps
   assert np_loss(*ref.params) < np_loss(B0_NP, W0_NP) / 8
   # The changes mattered: without them the trajectory is different.
   assert not np.allclose(unchanged.params[1], ref.params[1], rtol=1e-3)
@@ -267,9 +264,9 @@ def test_inject_hyperparams_with_schedules_for_learning_rate_and_rho():
     ref.o.rho = at_int32(rho_schedule)(t)
     expected_grads = np_grads(*np_leaves(params))
     params, state, grads = step(params, state)
-    assert_tree_close(grads, expected_grads)
+    assert_trees_close(grads, expected_grads, rtol=RTOL, atol=ATOL, what="grads")
     ref.step(np_leaves(grads))
-    assert_tree_close(params, ref.params)
+    assert_trees_close(params, ref.params, rtol=RTOL, atol=ATOL, what="params")
     # The hyperparams record the values used by this step.
     assert float(state.hyperparams["rho"]) == ref.o.rho
     assert float(state.hyperparams["learning_rate"]) == at_int32(lr_schedule)(t)
@@ -300,7 +297,7 @@ def test_inject_hyperparams_weight_decay_needs_params_unless_static():
     updates, state = update(jax.grad(loss_fn)(params, x, y), state)  # no params
     params = optax.apply_updates(params, updates)
     ref.step(np_grads(*ref.params))
-    assert_tree_close(params, ref.params)
+    assert_trees_close(params, ref.params, rtol=RTOL, atol=ATOL, what="params")
 
   # With params, a traced non-zero weight_decay (changed between steps) is applied.
   params = init_params()
@@ -320,7 +317,7 @@ def test_inject_hyperparams_weight_decay_needs_params_unless_static():
     updates, state = update(jax.grad(loss_fn)(params, x, y), state, params)
     params = optax.apply_updates(params, updates)
     ref.step(np_grads(*ref.params))
-    assert_tree_close(params, ref.params)
+    assert_trees_close(params, ref.params, rtol=RTOL, atol=ATOL, what="params")
   assert len(traces) == 1
 
 
@@ -353,12 +350,12 @@ def test_multi_steps_equals_reference_on_mean_of_micro_batches():
       before = params
       params, state = micro_step(params, state, *batches[i])
       if i < k - 1:
-        assert_tree_close(params, [np.asarray(p) for p in jax.tree.leaves(before)], 0, 0)
+        assert_trees_close(params, before, rtol=0, what="params between micro-steps")
         assert not bool(tx.has_updated(state))
     assert bool(tx.has_updated(state))
     micro = [np_grads(*ref.params, xb, yb) for xb, yb in np_batches]
     ref.step([np.mean(leaves, axis=0) for leaves in zip(*micro, strict=True)])
-    assert_tree_close(params, ref.params)
+    assert_trees_close(params, ref.params, rtol=RTOL, atol=ATOL, what="params")
     assert int(state.gradient_step) == outer + 1
   assert_state_matches(state.inner_opt_state, ref)
   assert np_loss(*ref.params) < np_loss(B0_NP, W0_NP) / 3
@@ -400,7 +397,7 @@ def test_apply_if_finite_skips_nan_step():
       assert bool(state.last_finite)
       ref.step(np_grads(*ref.params))
     assert np.all(np.isfinite(np.asarray(params["w"])))
-    assert_tree_close(params, ref.params)
+    assert_trees_close(params, ref.params, rtol=RTOL, atol=ATOL, what="params")
   assert int(state.total_notfinite) == 3
   assert int(state.notfinite_count) == 0
   assert_state_matches(state.inner_state, ref)
@@ -505,7 +502,9 @@ def test_flax_nnx_optimizer_learns_and_matches_reference():
     if t < 5:
       assert jax.tree.structure(grads) == jax.tree.structure(params0)
       ref.step([np.asarray(g) for g in jax.tree.leaves(grads)])
-      assert_tree_close(nnx.state(model, nnx.Param), ref.params)
+      assert_trees_close(
+        nnx.state(model, nnx.Param), ref.params, rtol=RTOL, atol=ATOL, what="params"
+      )
       assert_state_matches(nnx.as_pure(optimizer.opt_state), ref)
   assert int(optimizer.step[...]) == 150
   assert int(nnx.as_pure(optimizer.opt_state).count) == 150
@@ -553,7 +552,7 @@ def test_flax_linen_train_state_learns_and_matches_reference():
     losses.append(float(loss))
     if t < 5:
       ref.step([np.asarray(g) for g in jax.tree.leaves(grads)])
-      assert_tree_close(state.params, ref.params)
+      assert_trees_close(state.params, ref.params, rtol=RTOL, atol=ATOL, what="params")
       assert_state_matches(state.opt_state, ref)
   assert int(state.step) == 300 and int(state.opt_state.count) == 300
   assert losses[-1] < losses[0] / 20

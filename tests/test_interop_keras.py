@@ -27,7 +27,7 @@ import adadelta_optax  # noqa: E402
 
 from migration import (  # noqa: E402
   SCHEDULE_CASES,
-  assert_close,
+  assert_parity,
   data,
   init_params,
   jax_loss,
@@ -132,8 +132,8 @@ def _resume(kwargs, dtype, case):
   # jit only in float64: a jitted float32 cos may fuse differently from Keras' by one ulp.
   params, state = run_jax(tx, params, state, M_STEPS, x, y, jit=dtype == np.float64)
   key = ("Keras 3", f"{case} {np.dtype(dtype).name}")
-  assert_close(params, [v.numpy() for v in model.trainable_variables], "params", key)
-  assert_close(
+  assert_parity(params, [v.numpy() for v in model.trainable_variables], "params", key)
+  assert_parity(
     adadelta_optax.keras3_variables(tx, state),
     [v.numpy() for v in opt.variables],
     "optimizer variables",
@@ -170,8 +170,8 @@ def test_jax_state_back_into_keras3(case):
   _keras_train(model, opt, M_STEPS, x, y)
   params, state = run_jax(tx, params, state, M_STEPS, x, y, jit=True)
   key = ("Keras 3", f"{case} (JAX to Keras)")
-  assert_close(params, [v.numpy() for v in model.trainable_variables], "params", key)
-  assert_close(
+  assert_parity(params, [v.numpy() for v in model.trainable_variables], "params", key)
+  assert_parity(
     adadelta_optax.keras3_variables(tx, state), [v.numpy() for v in opt.variables], "variables", key
   )
 
@@ -188,7 +188,7 @@ def test_ema_and_accumulation_are_not_no_ops():
   )
   params, _ = run_jax(plain, init_params(), plain.init(init_params()), K_STEPS, x, y)
   with pytest.raises(AssertionError):
-    assert_close(params, [v.numpy() for v in model.trainable_variables], "params")
+    assert_parity(params, [v.numpy() for v in model.trainable_variables], "params")
 
 
 @pytest.mark.parametrize(("name", "kwargs"), SCHEDULE_CASES)
@@ -243,8 +243,8 @@ def test_resume_keras3_with_float64_floatx():
     _keras_train(model, opt, M_STEPS, x, y)
     params, state = run_jax(tx, params, state, M_STEPS, x, y, jit=True)
     key = ("Keras 3", "floatx float64")
-    assert_close(params, [v.numpy() for v in model.trainable_variables], "params", key)
-    assert_close(
+    assert_parity(params, [v.numpy() for v in model.trainable_variables], "params", key)
+    assert_parity(
       adadelta_optax.keras3_variables(tx, state, floatx="float64"),
       [v.numpy() for v in opt.variables],
       "optimizer variables",

@@ -16,7 +16,7 @@ import torch
 
 import adadelta_optax
 
-from migration import assert_close, data, init_params
+from migration import assert_parity, data, init_params
 
 K_STEPS, M_STEPS = 7, 8
 TORCH_DTYPES = {np.float64: torch.float64, np.float32: torch.float32}
@@ -100,12 +100,12 @@ def _compare(tx, params, state, model, opt, case, key):
   import jax
 
   order, axes = _order(case)
-  assert_close(jax.tree.leaves(params), jax.tree.leaves(_as_jax(model)), "params", key)
+  assert_parity(jax.tree.leaves(params), jax.tree.leaves(_as_jax(model)), "params", key)
   ours = adadelta_optax.to_torch_state_dict(tx, state, order=order, axes=axes, groups=_groups(case))
   theirs = opt.state_dict()
   assert ours["param_groups"] == theirs["param_groups"]
   for slot in ("square_avg", "acc_delta"):
-    assert_close(
+    assert_parity(
       [ours["state"][i][slot].numpy() for i in sorted(ours["state"])],
       [theirs["state"][i][slot].numpy() for i in sorted(theirs["state"])],
       slot,

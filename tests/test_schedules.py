@@ -135,7 +135,7 @@ def test_config_round_trip_and_optimizer_config(schedule):
   tx = adadelta_optax.adadelta(learning_rate=schedule)
   config = json.loads(json.dumps(tx.get_config()))
   assert config["learning_rate"]["class_name"] == type(schedule).__name__
-  assert adadelta_optax.Adadelta.from_config(config).hyperparams["learning_rate"] == schedule
+  assert adadelta_optax.Adadelta.from_config(config).config.learning_rate == schedule
 
 
 def test_keras_names_and_defaults():

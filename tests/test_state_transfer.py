@@ -25,7 +25,7 @@ def test_torch_good_dict():
   tx, state = adadelta_optax.from_torch_state_dict(_torch_dict(), PARAMS)
   assert int(state.count) == 3
   np.testing.assert_array_equal(state.accum_var["w"], 0.4)
-  assert tx.hyperparams["rho"] == 0.9 and tx.hyperparams["epsilon"] == 1e-6
+  assert tx.config.rho == 0.9 and tx.config.epsilon == 1e-6
 
 
 def _edit(path, value):
@@ -100,7 +100,7 @@ def test_torch_groups():
     {**sd["param_groups"][0], "params": [1], "weight_decay": 0.01},
   ]
   tx, _ = adadelta_optax.from_torch_state_dict(sd, PARAMS)
-  assert tx.hyperparams["weight_decay_mask"] == {"b": False, "w": True}
+  assert tx.config.weight_decay_mask == {"b": False, "w": True}
   sd["param_groups"][0]["weight_decay"] = 0.02
   with pytest.raises(ValueError, match=r"weight_decay values \[0.01, 0.02\]"):
     adadelta_optax.from_torch_state_dict(sd, PARAMS)

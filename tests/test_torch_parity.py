@@ -25,6 +25,8 @@ import torch
 import adadelta_optax
 from adadelta_optax import presets
 
+from helpers import LEAF_MAX, assert_trees_close
+
 STEPS = 60
 RTOL = {np.float64: 1e-12, np.float32: 1e-6}
 COMPLEX = {np.float64: np.complex128, np.float32: np.complex64}
@@ -116,23 +118,6 @@ def _regression_grads(rng: np.random.Generator) -> Callable[[dict[str, np.ndarra
 GRADS = {"random": _random_grads, "regression": _regression_grads}
 
 
-def _assert_close(
-  actual: Any, expected: Any, rtol: float, what: str, scale: float | None = None
-) -> float:
-  """Elementwise ``|a - e| <= rtol * |e| + rtol * scale``; returns ``max|a - e| / scale``.
-
-  ``scale`` defaults to ``max|e|`` over the leaf, so entries near zero are judged against the
-  leaf's magnitude rather than their own.
-  """
-  actual, expected = np.asarray(actual), np.asarray(expected)
-  assert (actual.shape, actual.dtype) == (expected.shape, expected.dtype), what
-  if scale is None:
-    scale = float(np.max(np.abs(expected), initial=0.0))
-  np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
-  diff = float(np.max(np.abs(actual - expected), initial=0.0))
-  return diff / scale if scale else diff
-
-
 def _check(
   step: int,
   jax_params: Any,
@@ -167,10 +152,11 @@ def _check(
     where = f"step {step}, leaf {name}"
     p_ref = p_torch.detach().numpy()
     param_scales[i] = max(param_scales[i], float(np.max(np.abs(p_ref))))
+    close = functools.partial(assert_trees_close, rtol=rtol, check_dtype=True)
     errors += [
-      _assert_close(p_jax, p_ref, rtol, f"params, {where}", scale=param_scales[i]),
-      _assert_close(a_jax, torch_state["square_avg"].numpy(), rtol, f"square_avg, {where}"),
-      _assert_close(d_jax, torch_state["acc_delta"].numpy(), rtol, f"acc_delta, {where}"),
+      close(p_jax, p_ref, floor=param_scales[i], what=f"params, {where}"),
+      close(a_jax, torch_state["square_avg"].numpy(), floor=LEAF_MAX, what=f"square_avg, {where}"),
+      close(d_jax, torch_state["acc_delta"].numpy(), floor=LEAF_MAX, what=f"acc_delta, {where}"),
     ]
   return max(errors)
 

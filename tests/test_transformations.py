@@ -19,9 +19,7 @@ import pytest
 
 import adadelta_optax
 
-from helpers import OPTIONS, _mask_fn, assert_leaves_close
-
-ULPS = {np.float64: 8 * np.finfo(np.float64).eps, np.float32: 8 * np.finfo(np.float32).eps}
+from helpers import LEAF_MAX, OPTIONS, ULPS, _mask_fn, assert_trees_close
 
 # Every option of adadelta(): the trajectory tests' set, plus masks, state_dtype and sparse rows.
 CASES = {name: kwargs for name, (kwargs, _) in OPTIONS.items()}
@@ -59,13 +57,13 @@ def _index(tree, b):
   return jax.tree.map(lambda x: x[b], tree)
 
 
-def _assert_close(actual, expected, tol, what):
-  assert_leaves_close(jax.tree.leaves(actual), jax.tree.leaves(expected), tol, what)
-
-
 def _check_states(actual, expected, tol):
-  _assert_close(actual.accum_grad, expected.accum_grad, tol, "accum_grad")
-  _assert_close(actual.accum_var, expected.accum_var, tol, "accum_var")
+  assert_trees_close(
+    actual.accum_grad, expected.accum_grad, rtol=tol, floor=LEAF_MAX, what="accum_grad"
+  )
+  assert_trees_close(
+    actual.accum_var, expected.accum_var, rtol=tol, floor=LEAF_MAX, what="accum_var"
+  )
   np.testing.assert_array_equal(actual.count, expected.count)
 
 
@@ -108,9 +106,13 @@ def test_vmap_equals_a_loop_over_problems(name, dtype):
     p_loop_apply, s_loop_apply = _index(params, b), tx.init(_index(params, b))
     for grads in steps:
       p_loop_apply, s_loop_apply = apply(_index(grads, b), s_loop_apply, p_loop_apply)
-    _assert_close(_index(p_update, b), p_loop, tol, f"update params[{b}]")
+    assert_trees_close(
+      _index(p_update, b), p_loop, rtol=tol, floor=LEAF_MAX, what=f"update params[{b}]"
+    )
     _check_states(_index(s_update, b), s_loop, tol)
-    _assert_close(_index(p_apply, b), p_loop_apply, tol, f"apply params[{b}]")
+    assert_trees_close(
+      _index(p_apply, b), p_loop_apply, rtol=tol, floor=LEAF_MAX, what=f"apply params[{b}]"
+    )
     _check_states(_index(s_apply, b), s_loop_apply, tol)
 
 
@@ -129,7 +131,7 @@ def test_vmap_with_shared_and_per_problem_inputs(kwargs):
   updates, new_state = jax.jit(jax.vmap(tx.update, in_axes=(None, 0, 0)))(grads, state, params)
   for b in range(BATCH):
     u, s = tx.update(grads, _index(state, b), _index(params, b))
-    _assert_close(_index(updates, b), u, ULPS[np.float32], "updates")
+    assert_trees_close(_index(updates, b), u, rtol=ULPS[np.float32], floor=LEAF_MAX, what="updates")
     _check_states(_index(new_state, b), s, ULPS[np.float32])
 
   injected = optax.inject_hyperparams(adadelta_optax.adadelta)(learning_rate=0.1, **kwargs)
@@ -142,7 +144,9 @@ def test_vmap_with_shared_and_per_problem_inputs(kwargs):
     u, _ = adadelta_optax.adadelta(**{**kwargs, "learning_rate": rate}).update(
       _index(grads, b), _index(state, b), _index(params, b)
     )
-    _assert_close(_index(updates, b), u, ULPS[np.float32], f"learning rate {rate}")
+    assert_trees_close(
+      _index(updates, b), u, rtol=ULPS[np.float32], floor=LEAF_MAX, what=f"learning rate {rate}"
+    )
 
 
 def test_nested_vmap_and_vmap_of_a_jitted_train_step():
@@ -171,7 +175,13 @@ def test_nested_vmap_and_vmap_of_a_jitted_train_step():
       p, s = _index(_index(params, i), b), tx.init(_index(_index(params, i), b))
       for _ in range(4):
         p, s = train_step(p, s)
-      _assert_close(_index(_index(p_batched, i), b), p, ULPS[np.float32], f"params[{i},{b}]")
+      assert_trees_close(
+        _index(_index(p_batched, i), b),
+        p,
+        rtol=ULPS[np.float32],
+        floor=LEAF_MAX,
+        what=f"params[{i},{b}]",
+      )
       _check_states(_index(_index(s_batched, i), b), s, ULPS[np.float32])
 
 
@@ -266,5 +276,13 @@ def test_export_of_a_vmapped_step():
     restored = jax.export.deserialize(exported.serialize())
     results[implementation] = restored.call(grads, state, params)
     expected = step(grads, state, params)
-    _assert_close(results[implementation][0], expected[0], 0.0 + ULPS[np.float32], "params")
-  _assert_close(results["auto"][0], results["fused"][0], 4 * ULPS[np.float32], "auto vs fused")
+    assert_trees_close(
+      results[implementation][0], expected[0], rtol=ULPS[np.float32], floor=LEAF_MAX, what="params"
+    )
+  assert_trees_close(
+    results["auto"][0],
+    results["fused"][0],
+    rtol=4 * ULPS[np.float32],
+    floor=LEAF_MAX,
+    what="auto vs fused",
+  )
