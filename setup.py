@@ -25,6 +25,17 @@ from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
 
 KERNEL = "adadelta_optax._adadelta_cpu"
+# The kernel's compiler and linker flags; benchmarks/_floor.py builds the benchmarks' floor with
+# them too (it reads them from here, which is why setup() runs only as __main__, as pip runs it).
+COMPILE_ARGS = [
+  "-std=c++17",
+  "-O3",
+  "-fno-math-errno",
+  "-ffp-contract=off",
+  "-Wno-attributes",
+  "-Wno-return-type",
+]
+LINK_ARGS = ["-pthread"]
 
 
 def _ffi_include_dir() -> str:
@@ -53,24 +64,18 @@ class PlatformWheel(bdist_wheel):
     return "py3", "none", platform
 
 
-setup(
-  cmdclass={"build_ext": BuildKernel, "bdist_wheel": PlatformWheel},
-  ext_modules=[
-    Extension(
-      KERNEL,
-      sources=["adadelta_optax/_kernel/adadelta_cpu.cc"],
-      include_dirs=[_ffi_include_dir()],
-      language="c++",
-      extra_compile_args=[
-        "-std=c++17",
-        "-O3",
-        "-fno-math-errno",
-        "-ffp-contract=off",
-        "-Wno-attributes",
-        "-Wno-return-type",
-      ],
-      extra_link_args=["-pthread"],
-      optional=True,
-    )
-  ],
-)
+if __name__ == "__main__":
+  setup(
+    cmdclass={"build_ext": BuildKernel, "bdist_wheel": PlatformWheel},
+    ext_modules=[
+      Extension(
+        KERNEL,
+        sources=["adadelta_optax/_kernel/adadelta_cpu.cc"],
+        include_dirs=[_ffi_include_dir()],
+        language="c++",
+        extra_compile_args=COMPILE_ARGS,
+        extra_link_args=LINK_ARGS,
+        optional=True,
+      )
+    ],
+  )

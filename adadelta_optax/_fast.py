@@ -16,6 +16,7 @@ import ctypes
 import functools
 import importlib.metadata
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -198,8 +199,18 @@ def warn_if_unavailable() -> None:
       f"(the same step, slower on CPU): {reason}. adadelta_optax.info() shows the details; "
       "implementation='fused' chooses that path without this warning.",
       KernelUnavailableWarning,
-      stacklevel=4,
+      stacklevel=_caller_stacklevel(),
     )
+
+
+def _caller_stacklevel() -> int:
+  """The ``stacklevel`` of the first frame outside this package: the user's line that built the
+  optimizer, however many of the package's functions lie between."""
+  package = Path(__file__).resolve().parent
+  frame, level = sys._getframe(1), 1  # noqa: SLF001 - CPython's public frame accessor
+  while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(package):
+    frame, level = frame.f_back, level + 1
+  return level
 
 
 def hyper_vector(accum_dtype: Any, **values: Any) -> jax.Array:

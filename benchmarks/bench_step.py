@@ -5,7 +5,8 @@ and optimizer state donated (updated in place where the implementation allows it
 
 - floor: a kernel that moves exactly the bytes an Adadelta step must move (read gradient, param
   and both accumulators, write param and both accumulators: 28 B per float32 param) and nothing
-  else, with the same calls, threads and donation as the library's kernel;
+  else, with the same calls, threads and donation as the library's kernel (``_floor.py`` next to
+  this script compiles it on first use; it needs a C++17 compiler);
 - adadelta_optax ``apply_gradients`` (the fused step), and ``update`` + ``optax.apply_updates``;
 - ``update`` + ``optax.apply_updates`` on a gradient computed inside the step (as in a Flax train
   step: ``nnx.Optimizer`` and linen's ``TrainState`` call these two), ours and optax's;
@@ -23,6 +24,8 @@ Usage::
   pip install -e ".[bench]"
   python benchmarks/bench_step.py                 # full run, a few minutes on 2 cores
   python benchmarks/bench_step.py --quick         # small sizes, to check it works
+  python benchmarks/bench_step.py --case "25M leaf" --case ResNet-50-like --no-torch --no-keras \
+      --no-flax --no-sweeps                       # some of the cases only
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from _floor import floor_step  # noqa: E402  (benchmarks/_floor.py, next to this script)
 from tqdm import tqdm  # noqa: E402
 
 import adadelta_optax  # noqa: E402
@@ -107,7 +111,7 @@ def make_floor(params: dict[str, Any]) -> Runner:
     out: dict[str, list[Any]] = {"x": [], "a": [], "d": []}
     for start in range(0, len(keys), _fast.MAX_LEAVES_PER_CALL):
       chunk = keys[start : start + _fast.MAX_LEAVES_PER_CALL]
-      x, a, d = _fast.floor_step(
+      x, a, d = floor_step(
         [g[k] for k in chunk],
         [p[k] for k in chunk],
         [s.accum_grad[k] for k in chunk],
@@ -410,6 +414,8 @@ def markdown(cases: list[dict[str, Any]], flax_rows: list[dict[str, Any]]) -> st
       f"{case['compile_s']['ours: apply_gradients']:.2f} | "
       f"{case['compile_s']['optax.adadelta']:.2f} |"
     )
+  if not flax_rows:
+    return "\n".join(lines)
   lines += [
     "",
     "| Flax training step | params | ours ms | optax ms | optax / ours | "
@@ -435,6 +441,11 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--min-reps", type=int, default=7)
   parser.add_argument("--no-torch", action="store_true")
   parser.add_argument("--no-keras", action="store_true")
+  parser.add_argument(
+    "--case", action="append", help="run only this case (repeatable; default: all of them)"
+  )
+  parser.add_argument("--no-flax", action="store_true", help="skip the Flax training steps")
+  parser.add_argument("--no-sweeps", action="store_true", help="skip the size and leaf sweeps")
   args = parser.parse_args(argv)
   if not adadelta_optax.kernel_available():
     sys.exit(f"the CPU kernel is not available: {adadelta_optax.kernel_unavailable_reason()}")
@@ -447,9 +458,14 @@ def main(argv: list[str] | None = None) -> None:
   ]
   if args.quick:
     cases_spec = [("100k leaf", [(100_000,)]), ("200 x 100", [(100,)] * 200)]
+  if args.case:
+    unknown = set(args.case) - {name for name, _ in cases_spec}
+    if unknown:
+      parser.error(f"--case {sorted(unknown)}: not one of {[name for name, _ in cases_spec]}")
+    cases_spec = [(name, shapes) for name, shapes in cases_spec if name in args.case]
   cases = [run_case(name, shapes, args) for name, shapes in tqdm(cases_spec, desc="cases")]
-  flax_rows = flax_steps(args)
-  sweep = sweeps(args)
+  flax_rows = [] if args.no_flax else flax_steps(args)
+  sweep = None if args.no_sweeps else sweeps(args)
   table = markdown(cases, flax_rows)
   meta = {
     "jax": jax.__version__,
@@ -461,9 +477,12 @@ def main(argv: list[str] | None = None) -> None:
     json.dumps({"meta": meta, "cases": cases, "flax": flax_rows, "sweeps": sweep}, indent=2)
   )
   (args.out / "bench.md").write_text(table + "\n")
-  plot(sweep, args.out / "bench.png")
+  written = [args.out / "bench.md", args.out / "bench.json"]
+  if sweep is not None:
+    plot(sweep, args.out / "bench.png")
+    written.append(args.out / "bench.png")
   print(table)
-  print(f"\nwrote {args.out / 'bench.md'}, {args.out / 'bench.json'}, {args.out / 'bench.png'}")
+  print(f"\nwrote {', '.join(map(str, written))}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ pytestmark = pytest.mark.skipif(
   not _fast.kernel_available(), reason=f"no CPU kernel: {_fast.kernel_unavailable_reason()}"
 )
 
-# Odd-sized leaves (even, for two segments), 1,001,008 elements: two threads' worth.
+# Sizes no multiple of 64 (even, for two segments), 1,001,008 elements in all: two threads'
+# worth, their ranges split inside the first leaf.
 SIZES = (700_002, 299_998, 1_008)
 # The kernel's norm blocks (kNormBlock in adadelta_cpu.cc).
 NORM_BLOCK = 2**16
@@ -54,7 +55,8 @@ FLAGS = (
     NORM_CLIP | CLIP_VALUE,
   ),
 )
-# clipvalue acts both before and after the norm's scale: |g| ~ 3, scaled g ~ 0.1 to 0.2.
+# clipvalue acts both before and after the norm's scale: |g| ~ 3; scaled, ~0.05 in the large
+# leaves and ~1.4 in the small one.
 HYPER = dict(
   rho=0.9,
   one_minus_rho=0.1,

@@ -9,7 +9,7 @@
 //
 //   g <- clip(g, -clipvalue, clipvalue)            (flag kClipValue)
 //   g <- g * scale   (flag kScale: sign flip, global norm clipping; with kNormClip also the
-//                     leaf's own c / max(||g||, c))
+//                     leaf's own c / max(||g||, c), the norm of the value-clipped g)
 //   g <- g + wd_coupled * x                        (flag kCoupled)
 //   A <- rho * A + (1 - rho) * g^2
 //   u <- sqrt(D + eps) / sqrt(A + eps) * g      (as the NumPy reference and torch round it)
@@ -17,14 +17,32 @@
 //   u <- u + wd_decoupled * x                      (flag kDecoupled)
 //   x <- x + (-lr) * u        (apply handlers)     or     out <- (-lr) * u   (update handlers)
 //
+// A leaf with kNormClip | kNormFirst clips in tf.keras 1.x's order instead: the norm is that of
+// the raw gradient, and the first two lines swap:
+//
+//   g <- g * scale                                 (scale includes c / max(||g||, c))
+//   g <- clip(g, -clipvalue, clipvalue)            (flag kClipValue)
+//
+// The work runs on XLA's intra-op thread pool (the FFI's ThreadPool), the calling thread
+// included, and inline where XLA gives the handler no pool or a pool of one thread. Results do
+// not depend on the number of threads: every element is computed alone, and norms are summed in
+// fixed blocks whose sums are added in order.
+//
 // Built with -ffp-contract=off so every machine rounds the same way; the loop is compiled for
 // AVX-512, AVX2 and baseline x86-64 (or the host's default elsewhere) and chosen at run time.
+//
+// benchmarks/floor_cpu.cc includes this file, with ADADELTA_CPU_NO_HANDLERS defined, to build
+// the benchmarks' floor on the same partitioning, thread pool and per-ISA dispatch.
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
-#include <thread>
+#include <memory>
+#include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -39,10 +57,13 @@ enum Flags : int32_t {
   kScale = 2,
   kCoupled = 4,
   kDecoupled = 8,
-  kApply = 16,
-  kAllFlags = 31,
-  kNormClip = 32,  // per leaf: multiply the scale by clipnorm / max(||clip(g)||, clipnorm) first
+  kApply = 16,  // set by the handler (apply mode), never by the caller
+  kNormClip = 32,  // per leaf: multiply the scale by clipnorm / max(||g||, clipnorm) first
+  kNormFirst = 64,  // with kNormClip: norm of the raw g, scaled before the value clip (tf.keras 1.x)
 };
+
+// The flags a caller may give a leaf.
+constexpr int32_t kLeafFlags = kClipValue | kScale | kCoupled | kDecoupled | kNormClip | kNormFirst;
 
 // Layout of the hyperparameter vector, shared with adadelta_optax/_fast.py.
 enum Hyper {
@@ -58,6 +79,13 @@ enum Hyper {
   kNumHyper
 };
 
+template <typename T>
+inline __attribute__((always_inline)) T ClipToValue(T v, T clip) {
+  // Comparisons (not fmin/fmax) so that NaN propagates, as XLA's min/max do.
+  v = v < -clip ? -clip : v;
+  return v > clip ? clip : v;
+}
+
 // In update mode `out` is the gradient's own buffer (the Python side aliases them): element i
 // of g is read before element i of out is written, and no other element of either is touched.
 template <typename T, int F>
@@ -70,12 +98,13 @@ inline __attribute__((always_inline)) void Body(int64_t lo, int64_t hi, const T*
   const T wd_coupled = h[kWdCoupled], wd_decoupled = h[kWdDecoupled];
   for (int64_t i = lo; i < hi; ++i) {
     T gi = g[i];
-    if (F & kClipValue) {
-      // Comparisons (not fmin/fmax) so that NaN propagates, as XLA's min/max do.
-      gi = gi < -clip ? -clip : gi;
-      gi = gi > clip ? clip : gi;
+    if (F & kNormFirst) {
+      if (F & kScale) gi = gi * scale;
+      if (F & kClipValue) gi = ClipToValue(gi, clip);
+    } else {
+      if (F & kClipValue) gi = ClipToValue(gi, clip);
+      if (F & kScale) gi = gi * scale;
     }
-    if (F & kScale) gi = gi * scale;
     T xi = (F & (kCoupled | kDecoupled | kApply)) ? x[i] : T(0);
     if (F & kCoupled) gi = gi + wd_coupled * xi;
     const T ai = rho * a[i] + one_minus_rho * (gi * gi);
@@ -135,19 +164,83 @@ void ErasedLoop(int64_t lo, int64_t hi, const void* g, void* x, void* a, void* d
              static_cast<T*>(d), static_cast<T*>(out), static_cast<const T*>(h));
 }
 
-template <typename T, int... Fs>
-constexpr std::array<LoopFn, sizeof...(Fs)> MakeTable(std::integer_sequence<int, Fs...>) {
-  return {&ErasedLoop<T, Fs>...};
+// The loops are indexed by their own flags (kClipValue to kApply) plus one bit for kNormFirst,
+// which changes only a loop that both clips and scales (the others are shared, not compiled twice).
+constexpr int kLoopBits = 6;
+constexpr int32_t kOrderBit = 1 << (kLoopBits - 1);
+
+constexpr int LoopFlags(int index) {
+  const int flags = index & (kOrderBit - 1);
+  const bool ordered = (index & kOrderBit) && (flags & kClipValue) && (flags & kScale);
+  return ordered ? flags | kNormFirst : flags;
+}
+
+template <typename T, int... Is>
+constexpr std::array<LoopFn, sizeof...(Is)> MakeTable(std::integer_sequence<int, Is...>) {
+  return {&ErasedLoop<T, LoopFlags(Is)>...};
 }
 
 template <typename T>
 LoopFn Select(int32_t flags) {
-  static constexpr auto table = MakeTable<T>(std::make_integer_sequence<int, kAllFlags + 1>{});
-  return table[flags & kAllFlags];
+  static constexpr auto table = MakeTable<T>(std::make_integer_sequence<int, 1 << kLoopBits>{});
+  return table[(flags & (kOrderBit - 1)) | ((flags & kNormFirst) ? kOrderBit : 0)];
 }
 
-// Below this many elements one thread is faster than starting another.
+// --- Work on XLA's intra-op thread pool ----------------------------------------------------------
+
+// Below this many elements one thread is faster than waking another.
 constexpr int64_t kMinParallel = int64_t(1) << 18;
+
+// How many threads `elements` elements are worth on `pool`: 1 (run inline) without a pool or on
+// a pool of one thread.
+int64_t Threads(ffi::ThreadPool& pool, int64_t elements) {
+  return std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), elements / kMinParallel));
+}
+
+// Items 0 .. items - 1, each claimed and run by exactly one thread, and a count of those not yet
+// finished. Co-owned by the caller and its tasks, so a task that starts late still finds it.
+struct WorkQueue {
+  WorkQueue(int64_t items, void (*run)(void*, int64_t), void* fn)
+      : items(items), run(run), fn(fn), unfinished(items) {}
+
+  // Claims and runs items until none is left to claim.
+  void Drain() {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
+      run(fn, i);
+      if (unfinished.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(mutex);
+        done.notify_all();
+      }
+    }
+  }
+
+  const int64_t items;
+  void (*const run)(void*, int64_t);
+  void* const fn;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> unfinished;
+  std::mutex mutex;
+  std::condition_variable done;
+};
+
+// Runs fn(0), ..., fn(items - 1) on `threads` threads: the calling thread and threads - 1 tasks
+// on the pool, each claiming the next unclaimed item until none is left. The caller then waits
+// only for items already claimed, which are running: never for a task the pool has not started,
+// so a busy pool, or a caller that is itself one of the pool's threads, cannot deadlock it. A task
+// that starts after every item is claimed touches only the queue it co-owns, never `fn`.
+template <typename F>
+void ParallelFor(ffi::ThreadPool& pool, int64_t threads, int64_t items, F& fn) {
+  if (threads <= 1 || items <= 1) {
+    for (int64_t i = 0; i < items; ++i) fn(i);
+    return;
+  }
+  auto queue = std::make_shared<WorkQueue>(
+      items, [](void* f, int64_t i) { (*static_cast<F*>(f))(i); }, static_cast<void*>(&fn));
+  for (int64_t t = 1; t < std::min(threads, items); ++t) pool.Schedule([queue] { queue->Drain(); });
+  queue->Drain();
+  std::unique_lock<std::mutex> lock(queue->mutex);
+  queue->done.wait(lock, [&] { return queue->unfinished.load(std::memory_order_acquire) == 0; });
+}
 
 struct Leaf {
   int64_t n;
@@ -165,12 +258,10 @@ struct Piece {
   int64_t lo, hi;
 };
 
-// Cuts the concatenation of all leaves into one contiguous range per thread.
-std::vector<std::vector<Piece>> Partition(const std::vector<Leaf>& leaves) {
+// Cuts the concatenation of all leaves into `threads` contiguous ranges, one per thread.
+std::vector<std::vector<Piece>> Partition(const std::vector<Leaf>& leaves, int64_t threads) {
   int64_t total = 0;
   for (const Leaf& leaf : leaves) total += leaf.n;
-  const int64_t threads = std::max<int64_t>(
-      1, std::min<int64_t>(std::thread::hardware_concurrency(), total / kMinParallel));
   // Multiples of 64 elements keep every thread's stores on cache lines of its own.
   const int64_t chunk = std::max<int64_t>(64, ((total + threads - 1) / threads + 63) & ~int64_t(63));
   std::vector<std::vector<Piece>> work(threads);
@@ -188,20 +279,72 @@ std::vector<std::vector<Piece>> Partition(const std::vector<Leaf>& leaves) {
   return work;
 }
 
-template <typename F>
-void Parallel(const std::vector<std::vector<Piece>>& work, F&& fn) {
-  std::vector<std::thread> workers;
-  for (size_t t = 1; t < work.size(); ++t) {
-    if (!work[t].empty()) workers.emplace_back([&fn, &work, t] { for (const Piece& p : work[t]) fn(p); });
-  }
-  for (const Piece& p : work[0]) fn(p);
-  for (auto& w : workers) w.join();
+int64_t TotalElements(const std::vector<Leaf>& leaves) {
+  int64_t total = 0;
+  for (const Leaf& leaf : leaves) total += leaf.n;
+  return total;
 }
 
+// Runs fn(piece) for every piece of every leaf, one contiguous range of elements per thread.
+template <typename F>
+void ForEachPiece(ffi::ThreadPool& pool, const std::vector<Leaf>& leaves, F&& fn) {
+  const auto work = Partition(leaves, Threads(pool, TotalElements(leaves)));
+  auto range = [&](int64_t t) {
+    for (const Piece& p : work[t]) fn(p);
+  };
+  ParallelFor(pool, static_cast<int64_t>(work.size()), static_cast<int64_t>(work.size()), range);
+}
+
+#ifndef ADADELTA_CPU_NO_HANDLERS
+
+// Norms are summed over blocks of at most this many elements of one segment of one leaf, each
+// block's sum in double into a slot of its own, and the slots are added in order: the same
+// norm whichever thread takes which block, and however many threads there are.
+constexpr int64_t kNormBlock = int64_t(1) << 16;
+
+struct NormBlock {
+  size_t leaf;
+  int64_t segment;
+  int64_t lo, hi;
+};
+
+// The squared norms (in double) of every leaf with kNormClip, per segment: row leaf * segments + s.
+// The norm is that of the value-clipped gradient, or with kNormFirst of the raw one.
 template <typename T>
-T ClipToValue(T v, T clip) {
-  v = v < -clip ? -clip : v;
-  return v > clip ? clip : v;
+std::vector<double> SquaredNorms(ffi::ThreadPool& pool, const std::vector<Leaf>& leaves,
+                                 const T* hyper, int64_t segments) {
+  std::vector<NormBlock> blocks;
+  int64_t elements = 0;
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    if (!(leaves[i].flags & kNormClip)) continue;
+    for (int64_t s = 0; s < segments; ++s) {
+      const int64_t end = (s + 1) * leaves[i].segment;
+      for (int64_t lo = s * leaves[i].segment; lo < end; lo += kNormBlock) {
+        blocks.push_back({i, s, lo, std::min(end, lo + kNormBlock)});
+      }
+    }
+    elements += leaves[i].n;
+  }
+  std::vector<double> sums(blocks.size());
+  auto block_sum = [&](int64_t b) {
+    const NormBlock& block = blocks[b];
+    const Leaf& leaf = leaves[block.leaf];
+    const T* g = static_cast<const T*>(leaf.g);
+    const bool clip_value = (leaf.flags & kClipValue) && !(leaf.flags & kNormFirst);
+    const T clip = hyper[block.segment * kNumHyper + kClip];
+    double sum = 0.0;
+    for (int64_t i = block.lo; i < block.hi; ++i) {
+      const T v = clip_value ? ClipToValue(g[i], clip) : g[i];
+      sum += double(v) * double(v);
+    }
+    sums[b] = sum;
+  };
+  ParallelFor(pool, Threads(pool, elements), static_cast<int64_t>(blocks.size()), block_sum);
+  std::vector<double> squared(leaves.size() * segments, 0.0);
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    squared[blocks[b].leaf * segments + blocks[b].segment] += sums[b];
+  }
+  return squared;
 }
 
 // Calls fn(segment, lo, hi) for the parts of [lo, hi) of `leaf` in each of its segments.
@@ -220,8 +363,8 @@ void ForSegments(const Leaf& leaf, int64_t lo, int64_t hi, F&& fn) {
 // per batch element, so a batch of B problems is one call over leaves B times larger. Leaves
 // with per-leaf norm clipping first take their squared norms per segment, in double.
 template <typename T>
-void RunTree(const std::vector<Leaf>& leaves, const T* hyper, int64_t segments, bool apply) {
-  const auto work = Partition(leaves);
+void RunTree(ffi::ThreadPool& pool, const std::vector<Leaf>& leaves, const T* hyper,
+             int64_t segments, bool apply) {
   const size_t rows = leaves.size() * segments;
   bool any_norm = false;
   for (const Leaf& leaf : leaves) any_norm |= (leaf.flags & kNormClip) != 0;
@@ -232,48 +375,22 @@ void RunTree(const std::vector<Leaf>& leaves, const T* hyper, int64_t segments, 
     }
   }
   if (any_norm) {
-    // One row of partial sums per thread, added in thread order: the result does not depend on
-    // timing.
-    std::vector<std::vector<double>> partial(work.size());
-    auto norm_pass = [&](size_t t) {
-      partial[t].assign(rows, 0.0);
-      for (const Piece& p : work[t]) {
-        const Leaf& leaf = leaves[p.leaf];
-        if (!(leaf.flags & kNormClip)) continue;
-        const T* g = static_cast<const T*>(leaf.g);
-        const bool clip_value = leaf.flags & kClipValue;
-        ForSegments(leaf, p.lo, p.hi, [&](int64_t s, int64_t lo, int64_t hi) {
-          const T clip = hyper[s * kNumHyper + kClip];
-          double sum = 0.0;
-          for (int64_t i = lo; i < hi; ++i) {
-            const T v = clip_value ? ClipToValue(g[i], clip) : g[i];
-            sum += double(v) * double(v);
-          }
-          partial[t][p.leaf * segments + s] += sum;
-        });
-      }
-    };
-    std::vector<std::thread> workers;
-    for (size_t t = 1; t < work.size(); ++t) workers.emplace_back(norm_pass, t);
-    norm_pass(0);
-    for (auto& w : workers) w.join();
+    const std::vector<double> squared = SquaredNorms(pool, leaves, hyper, segments);
     for (size_t i = 0; i < leaves.size(); ++i) {
       if (!(leaves[i].flags & kNormClip)) continue;
       for (int64_t s = 0; s < segments; ++s) {
         const size_t row = i * segments + s;
-        double squared = 0.0;
-        for (size_t t = 0; t < work.size(); ++t) squared += partial[t][row];
         // tf.clip_by_norm: g * c / max(||g||, c); the sign flip is already in the scale.
-        const T norm = T(std::sqrt(squared));
+        const T norm = T(std::sqrt(squared[row]));
         const T c = hyper[s * kNumHyper + kClipNorm];
         leaf_hyper[row][kGradScale] = hyper[s * kNumHyper + kGradScale] * (c / (norm > c ? norm : c));
       }
     }
   }
-  Parallel(work, [&](const Piece& p) {
+  ForEachPiece(pool, leaves, [&](const Piece& p) {
     const Leaf& leaf = leaves[p.leaf];
     int32_t flags = leaf.flags & (kClipValue | kScale | kCoupled | kDecoupled);
-    if (leaf.flags & kNormClip) flags |= kScale;
+    if (leaf.flags & kNormClip) flags |= kScale | (leaf.flags & kNormFirst);
     if (apply) flags |= kApply;
     const LoopFn loop = Select<T>(flags);
     ForSegments(leaf, p.lo, p.hi, [&](int64_t s, int64_t lo, int64_t hi) {
@@ -283,8 +400,8 @@ void RunTree(const std::vector<Leaf>& leaves, const T* hyper, int64_t segments, 
 }
 
 template <ffi::DataType DT>
-ffi::Error TreeImpl(ffi::Buffer<DT> hyper, ffi::Buffer<ffi::S32> flags, ffi::RemainingArgs args,
-                    ffi::RemainingRets rets, int32_t mode) {
+ffi::Error TreeImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi::S32> flags,
+                    ffi::RemainingArgs args, ffi::RemainingRets rets, int32_t mode) {
   using T = ffi::NativeType<DT>;
   const bool apply = mode & 1, has_params = mode & 2;
   const size_t n_leaves = flags.element_count();
@@ -295,6 +412,14 @@ ffi::Error TreeImpl(ffi::Buffer<DT> hyper, ffi::Buffer<ffi::S32> flags, ffi::Rem
   }
   if (args.size() != per_leaf_args * n_leaves || rets.size() != 3 * n_leaves || (apply && !has_params)) {
     return ffi::Error::InvalidArgument("adadelta kernel: wrong number of buffers");
+  }
+  for (size_t i = 0; i < n_leaves; ++i) {
+    const int32_t leaf_flags = flags.typed_data()[i];
+    if ((leaf_flags & ~kLeafFlags) != 0 || ((leaf_flags & kNormFirst) && !(leaf_flags & kNormClip))) {
+      return ffi::Error::InvalidArgument(
+          "adadelta kernel: leaf flags " + std::to_string(leaf_flags) +
+          " not allowed (bits 1, 2, 4, 8, 32 and 64; 64, kNormFirst, only with 32, kNormClip)");
+    }
   }
   std::vector<Leaf> leaves(n_leaves);
   for (size_t i = 0; i < n_leaves; ++i) {
@@ -337,93 +462,27 @@ ffi::Error TreeImpl(ffi::Buffer<DT> hyper, ffi::Buffer<ffi::S32> flags, ffi::Rem
     leaves[i] = {static_cast<int64_t>(n), static_cast<int64_t>(n) / segments, g->untyped_data(), x, (*a_out)->untyped_data(), (*d_out)->untyped_data(),
                  apply ? nullptr : (*out)->untyped_data(), flags.typed_data()[i]};
   }
-  RunTree<T>(leaves, hyper.typed_data(), segments, apply);
+  RunTree<T>(pool, leaves, hyper.typed_data(), segments, apply);
   return ffi::Error::Success();
 }
 
-// The floor's loop, compiled and chosen per ISA exactly like the step's, so that the benchmark
-// compares like with like.
-template <typename T>
-inline __attribute__((always_inline)) void FloorBody(int64_t lo, int64_t hi,
-                                                     const T* __restrict__ g, T* __restrict__ x,
-                                                     T* __restrict__ a, T* __restrict__ d) {
-  // Loads and stores in the step's order (g, a, d, x in; x, a, d out), chained through the values
-  // so the compiler keeps that order: issuing x's store before a and d are loaded measured up to
-  // 15% slower, and a floor slower than the step would not be a floor.
-  for (int64_t i = lo; i < hi; ++i) {
-    const T gi = g[i];
-    const T ai = a[i] + gi;
-    const T di = d[i] + ai;
-    x[i] = x[i] + di;
-    a[i] = ai;
-    d[i] = di;
-  }
-}
-
-#define ADADELTA_FLOOR_LOOP(NAME, TARGET)                                                   \
-  template <typename T>                                                                     \
-  TARGET void NAME(int64_t lo, int64_t hi, const T* __restrict__ g, T* __restrict__ x,     \
-                   T* __restrict__ a, T* __restrict__ d) {                                  \
-    FloorBody<T>(lo, hi, g, x, a, d);                                                       \
-  }
-
-#if defined(__x86_64__) && defined(__GNUC__)
-ADADELTA_FLOOR_LOOP(FloorAvx512, __attribute__((target("avx512f"))))
-ADADELTA_FLOOR_LOOP(FloorAvx2, __attribute__((target("avx2"))))
-#endif
-ADADELTA_FLOOR_LOOP(FloorBase, )
-
-template <typename T>
-void FloorLoop(int64_t lo, int64_t hi, const T* g, T* x, T* a, T* d) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (IsaLevel() == 2) return FloorAvx512<T>(lo, hi, g, x, a, d);
-  if (IsaLevel() == 1) return FloorAvx2<T>(lo, hi, g, x, a, d);
-#endif
-  FloorBase<T>(lo, hi, g, x, a, d);
-}
-
-// The floor the benchmarks compare with: the same bytes as an apply step (read g, x, a, d; write
-// x, a, d), no arithmetic beyond one add per array, with the same partitioning and threads.
-template <ffi::DataType DT>
-ffi::Error FloorImpl(ffi::RemainingArgs args, ffi::RemainingRets rets) {
-  using T = ffi::NativeType<DT>;
-  const size_t n_leaves = rets.size() / 3;
-  std::vector<Leaf> leaves(n_leaves);
-  for (size_t i = 0; i < n_leaves; ++i) {
-    auto g = args.get<ffi::AnyBuffer>(i);
-    auto x = rets.get<ffi::AnyBuffer>(i);
-    auto a = rets.get<ffi::AnyBuffer>(n_leaves + i);
-    auto d = rets.get<ffi::AnyBuffer>(2 * n_leaves + i);
-    if (g.has_error() || x.has_error() || a.has_error() || d.has_error()) {
-      return ffi::Error::InvalidArgument("adadelta floor: could not decode a buffer");
-    }
-    leaves[i] = {static_cast<int64_t>(g->element_count()), 0, g->untyped_data(), (*x)->untyped_data(),
-                 (*a)->untyped_data(), (*d)->untyped_data(), nullptr, 0};
-  }
-  Parallel(Partition(leaves), [&](const Piece& p) {
-    const Leaf& leaf = leaves[p.leaf];
-    FloorLoop<T>(p.lo, p.hi, static_cast<const T*>(leaf.g), static_cast<T*>(leaf.x),
-                 static_cast<T*>(leaf.a), static_cast<T*>(leaf.d));
-  });
-  return ffi::Error::Success();
-}
+#endif  // ADADELTA_CPU_NO_HANDLERS
 
 }  // namespace
 
+#ifndef ADADELTA_CPU_NO_HANDLERS
+
 #define ADADELTA_BIND_TREE(DT)            \
   ffi::Ffi::Bind()                        \
+      .Ctx<ffi::ThreadPool>()             \
       .Arg<ffi::Buffer<DT>>()             \
       .Arg<ffi::Buffer<ffi::S32>>()       \
       .RemainingArgs()                    \
       .RemainingRets()                    \
       .Attr<int32_t>("mode")
 
-#define ADADELTA_BIND_FLOOR(DT) ffi::Ffi::Bind().RemainingArgs().RemainingRets()
-
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaTreeF32, TreeImpl<ffi::F32>, ADADELTA_BIND_TREE(ffi::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaTreeF64, TreeImpl<ffi::F64>, ADADELTA_BIND_TREE(ffi::F64));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaFloorF32, FloorImpl<ffi::F32>, ADADELTA_BIND_FLOOR(ffi::F32));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaFloorF64, FloorImpl<ffi::F64>, ADADELTA_BIND_FLOOR(ffi::F64));
 
 // The XLA FFI API version of the headers this library was compiled against (the version every
 // handler above reports when it is registered). XLA refuses a handler newer than the running
@@ -434,3 +493,5 @@ extern "C" __attribute__((visibility("default"))) void AdadeltaFfiApiVersion(int
   *major = XLA_FFI_API_MAJOR;
   *minor = XLA_FFI_API_MINOR;
 }
+
+#endif  // ADADELTA_CPU_NO_HANDLERS
