@@ -17,6 +17,7 @@ import functools
 import importlib.metadata
 import re
 import sys
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,8 @@ def _caller_stacklevel() -> int:
   """The ``stacklevel`` of the first frame outside this package: the user's line that built the
   optimizer, however many of the package's functions lie between."""
   package = Path(__file__).resolve().parent
-  frame, level = sys._getframe(1), 1  # noqa: SLF001 - CPython's public frame accessor
+  frame: types.FrameType | None = sys._getframe(1)  # noqa: SLF001 - CPython's frame accessor
+  level = 1
   while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(package):
     frame, level = frame.f_back, level + 1
   return level
