@@ -192,6 +192,7 @@ OPTIONS = {
   "clipnorm": (dict(clipnorm=0.7), {}),
   "global_clipnorm": (dict(global_clipnorm=1.5), {}),
   "clipvalue_clipnorm": (dict(clipvalue=0.4, clipnorm=0.9), {}),
+  "clipnorm_then_clipvalue": (dict(clipvalue=0.4, clipnorm=0.9, clip_order="norm_then_value"), {}),
   "clipvalue_global": (dict(clipvalue=0.4, global_clipnorm=1.1), {}),
   "coupled_wd": (dict(weight_decay=0.01), {}),
   "decoupled_wd": (dict(weight_decay=0.02, decoupled_weight_decay=True), {}),

@@ -23,6 +23,7 @@ class Options:
   clipnorm: float | None = None
   clipvalue: float | None = None
   global_clipnorm: float | None = None
+  clip_order: str = "value_then_norm"  # or "norm_then_value" (tf.keras 1.x)
   weight_decay: float = 0.0
   decoupled_weight_decay: bool = False
   mask: Sequence[bool] | None = None  # one bool per leaf
@@ -65,10 +66,17 @@ class Reference:
     g = [np.array(x, dtype=p.dtype) for x, p in zip(grads, self.params, strict=True)]
     if o.maximize:
       g = [-x for x in g]
-    if o.clipvalue is not None:
-      g = [_join([np.clip(q, -o.clipvalue, o.clipvalue) for q in _parts(x)], x) for x in g]
-    if o.clipnorm is not None:
-      g = [x * o.clipnorm / max(np.sqrt(_sq_norm(x)), o.clipnorm) for x in g]
+    def by_value(g: list[np.ndarray]) -> list[np.ndarray]:
+      if o.clipvalue is None:
+        return g
+      return [_join([np.clip(q, -o.clipvalue, o.clipvalue) for q in _parts(x)], x) for x in g]
+
+    def by_norm(g: list[np.ndarray]) -> list[np.ndarray]:
+      if o.clipnorm is None:
+        return g
+      return [x * o.clipnorm / max(np.sqrt(_sq_norm(x)), o.clipnorm) for x in g]
+
+    g = by_norm(by_value(g)) if o.clip_order == "value_then_norm" else by_value(by_norm(g))
     if o.global_clipnorm is not None:
       norm = np.sqrt(sum(_sq_norm(x) for x in g))
       with np.errstate(divide="ignore", invalid="ignore"):
