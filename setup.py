@@ -6,8 +6,8 @@ compiled against; see there why). Without a compiler the package installs withou
 ``py3-none-any`` wheel, and uses the fused JAX path everywhere (``adadelta_optax.info()`` says
 why).
 
-The kernel is a plain shared library that ``adadelta_optax/_fast.py`` loads with ctypes and hands
-to XLA; it is not a CPython extension module and touches no Python API. So it is named
+The kernel is a plain shared library that ``adadelta_optax/core/_kernel.py`` loads with ctypes and
+hands to XLA; it is not a CPython extension module and touches no Python API. So it is named
 ``_adadelta_cpu.so`` (no CPython ABI suffix) and the wheel is tagged ``py3-none-<platform>``: one
 wheel serves every Python 3. It needs only libc and libstdc++ (both allowed by the manylinux
 policies), so ``auditwheel repair`` gives it a ``manylinux`` tag: the newest glibc and libstdc++

@@ -2,41 +2,44 @@
 
 Exact parity with tf.keras 1.x/2.x, Keras 3, ``torch.optim.Adadelta`` and ``optax.adadelta``
 (see :mod:`adadelta_optax.presets`), and the Keras optimizer methods in functional form.
+
+The names used every day are here: the optimizer and its configuration, its state, the optax
+transforms it is made of, and the Keras training options. The rest lives in the subpackage that
+owns it: :mod:`adadelta_optax.interop` (Keras, torch and optax state and configs),
+:mod:`adadelta_optax.checkpoint` and :mod:`adadelta_optax.distributed`.
 """
 
-from adadelta_optax import presets, schedules
-from adadelta_optax._alias import Adadelta, adadelta, from_adadelta_config, with_keras_training
-from adadelta_optax._checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
-from adadelta_optax._clipping import clip_gradients
-from adadelta_optax._config import AdadeltaConfig, TrainingOptions, register_schedule
-from adadelta_optax._core import ScaleByAdadeltaState, scale_by_adadelta
-from adadelta_optax._fast import (
+import warnings
+from typing import Any
+
+from adadelta_optax import checkpoint, distributed, interop, presets, schedules
+from adadelta_optax._version import __version__
+from adadelta_optax.core import (
+  Adadelta,
+  AdadeltaConfig,
+  AdadeltaState,
+  KerasTrainingState,
   KernelUnavailableWarning,
+  ScaleByAdadeltaState,
+  ScaleByDecayedLearningRateState,
+  SkipNonfiniteState,
+  TrainingOptions,
+  adadelta,
+  add_decayed_weights,
+  clip_gradients,
+  flatten_params,
+  from_adadelta_config,
+  get_weights,
+  info,
   kernel_available,
   kernel_unavailable_reason,
-)
-from adadelta_optax._flat import flatten_params
-from adadelta_optax._info import info
-from adadelta_optax._keras_config import from_keras_config, to_keras_config
-from adadelta_optax._keras_state import keras3_variables, set_keras3_variables
-from adadelta_optax._keras_training import KerasTrainingState
-from adadelta_optax._learning_rate import (
-  ScaleByDecayedLearningRateState,
+  register_schedule,
+  scale_by_adadelta,
   scale_by_decayed_learning_rate,
+  set_weights,
+  skip_nonfinite,
+  with_keras_training,
 )
-from adadelta_optax._nonfinite import SkipNonfiniteState, skip_nonfinite
-from adadelta_optax._optax_state import load_optax_state
-from adadelta_optax._sharding import state_shardings
-from adadelta_optax._state import AdadeltaState
-from adadelta_optax._torch_state import (
-  from_torch_state_dict,
-  load_torch_state,
-  to_torch_state_dict,
-)
-from adadelta_optax._weight_decay import add_decayed_weights
-from adadelta_optax._weights import get_weights, set_weights
-
-__version__ = "0.1.0"
 
 __all__ = [
   "Adadelta",
@@ -44,38 +47,59 @@ __all__ = [
   "AdadeltaState",
   "KerasTrainingState",
   "KernelUnavailableWarning",
-  "CheckpointError",
   "ScaleByAdadeltaState",
   "ScaleByDecayedLearningRateState",
   "SkipNonfiniteState",
+  "TrainingOptions",
   "__version__",
   "adadelta",
   "add_decayed_weights",
+  "checkpoint",
   "clip_gradients",
+  "distributed",
   "flatten_params",
   "from_adadelta_config",
-  "from_keras_config",
-  "from_torch_state_dict",
   "get_weights",
   "info",
-  "keras3_variables",
+  "interop",
   "kernel_available",
   "kernel_unavailable_reason",
-  "load_optax_state",
-  "load_torch_state",
   "presets",
   "register_schedule",
-  "restore_checkpoint",
-  "save_checkpoint",
   "scale_by_adadelta",
   "scale_by_decayed_learning_rate",
   "schedules",
-  "set_keras3_variables",
   "set_weights",
-  "to_keras_config",
-  "to_torch_state_dict",
-  "TrainingOptions",
-  "with_keras_training",
   "skip_nonfinite",
-  "state_shardings",
+  "with_keras_training",
 ]
+
+#: Names that were top-level in 0.1 and moved to a subpackage in 0.2: still found here, with a
+#: DeprecationWarning naming the new place, until 0.3.
+_MOVED = {
+  "from_keras_config": "interop",
+  "to_keras_config": "interop",
+  "keras3_variables": "interop",
+  "set_keras3_variables": "interop",
+  "from_torch_state_dict": "interop",
+  "to_torch_state_dict": "interop",
+  "load_torch_state": "interop",
+  "load_optax_state": "interop",
+  "save_checkpoint": "checkpoint",
+  "restore_checkpoint": "checkpoint",
+  "CheckpointError": "checkpoint",
+  "state_shardings": "distributed",
+}
+
+
+def __getattr__(name: str) -> Any:
+  subpackage = _MOVED.get(name)
+  if subpackage is None:
+    raise AttributeError(f"module 'adadelta_optax' has no attribute {name!r}")
+  warnings.warn(
+    f"adadelta_optax.{name} moved to adadelta_optax.{subpackage}.{name} in 0.2; the old name "
+    "works until 0.3.",
+    DeprecationWarning,
+    stacklevel=2,
+  )
+  return getattr(globals()[subpackage], name)

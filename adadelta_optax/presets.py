@@ -38,7 +38,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from adadelta_optax._alias import Adadelta, adadelta
+from adadelta_optax.core._optimizer import Adadelta, adadelta
 
 
 def _preset(**defaults: Any) -> Callable[[Callable[..., Adadelta]], Callable[..., Adadelta]]:

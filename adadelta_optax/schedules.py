@@ -40,8 +40,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adadelta_optax import _validation
-from adadelta_optax._config import register_schedule
+from adadelta_optax.core import _validation
+from adadelta_optax.core._config import register_schedule
 
 __all__ = [
   "CosineDecay",

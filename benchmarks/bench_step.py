@@ -49,7 +49,7 @@ from _floor import floor_step  # noqa: E402  (benchmarks/_floor.py, next to this
 from tqdm import tqdm  # noqa: E402
 
 import adadelta_optax  # noqa: E402
-from adadelta_optax import _fast  # noqa: E402
+from adadelta_optax.core import _step
 
 RHO, EPS, LR = 0.95, 1e-7, 1.0
 
@@ -109,8 +109,8 @@ def make_floor(params: dict[str, Any]) -> Runner:
   def floor(p, s, g):
     keys = list(p)
     out: dict[str, list[Any]] = {"x": [], "a": [], "d": []}
-    for start in range(0, len(keys), _fast.MAX_LEAVES_PER_CALL):
-      chunk = keys[start : start + _fast.MAX_LEAVES_PER_CALL]
+    for start in range(0, len(keys), _step.MAX_LEAVES_PER_CALL):
+      chunk = keys[start : start + _step.MAX_LEAVES_PER_CALL]
       x, a, d = floor_step(
         [g[k] for k in chunk],
         [p[k] for k in chunk],

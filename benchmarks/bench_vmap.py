@@ -1,7 +1,7 @@
 """Adadelta under ``jax.vmap`` (ensembles, per-model optimizers): who should serve the batch?
 
 Under :func:`jax.vmap` the default path's C++ kernel takes the whole batch in one call (one
-hyperparameter row per problem; see ``adadelta_optax._fast._batched_kernel_call``). The
+hyperparameter row per problem; see ``adadelta_optax.core._kernel._batched_kernel_call``). The
 alternative is to let fused JAX take over under vmap (``implementation="fused"``). This script
 times both side by side in one run, interleaved (as ``bench_step.py``), with ``optax.adadelta``
 for scale: jitted steps over B problems, every input batched (state from ``jax.vmap(tx.init)``),

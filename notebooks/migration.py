@@ -37,12 +37,15 @@
 # must be imported with the JAX backend). The data is scikit-learn's bundled 8x8 digits.
 
 # %%
-# Colab or a fresh environment: install what is missing (the only network access here).
-# In a checkout of the repository, `pip install -e .` instead; for the development version from
-# the repository, replace "adadelta-optax" by "adadelta-optax @ git+<repository URL>".
+# Installs what is missing; does nothing when it is all importable (the only network access here).
+# adadelta-optax is not on a package index yet: in a checkout of the repository it is installed
+# from there (`pip install -e ..`), elsewhere (Colab) from REPO_URL: set OWNER to the repository's.
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
+
+REPO_URL = "https://github.com/OWNER/adadelta_optax"
 
 _needed = {
   "adadelta_optax": "adadelta-optax",
@@ -52,6 +55,13 @@ _needed = {
   "keras": "keras",
 }
 _missing = [pip for module, pip in _needed.items() if importlib.util.find_spec(module) is None]
+if "adadelta-optax" in _missing:
+  _checkout = Path.cwd().parent  # notebooks/ in a checkout
+  _local = "google.colab" not in sys.modules and (_checkout / "adadelta_optax").is_dir()
+  _source = f"--editable={_checkout}" if _local else f"adadelta-optax @ git+{REPO_URL}"
+  if "OWNER" in _source:
+    raise RuntimeError("adadelta-optax is not installed: set OWNER in REPO_URL above.")
+  _missing[_missing.index("adadelta-optax")] = _source
 if _missing:
   subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *_missing])
 
@@ -72,6 +82,7 @@ import os
 os.environ["KERAS_BACKEND"] = "jax"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import dataclasses
 import json
 import warnings
 
@@ -239,13 +250,14 @@ GROUPS = [[0, 1], [2, 3]]  # torch parameter indices of each param group
 params = torch_params(model)
 with warnings.catch_warnings(record=True) as caught:
   warnings.simplefilter("always")
-  tx, opt_state = adadelta_optax.from_torch_state_dict(
+  tx, opt_state = adadelta_optax.interop.from_torch_state_dict(
     optimizer.state_dict(), params, order=ORDER, axes=AXES
   )
 for warning in caught:
   print("warning:", warning.message)
-hp = tx.hyperparams
-print({k: hp[k] for k in ("learning_rate", "rho", "epsilon", "weight_decay", "weight_decay_mask")})
+config = tx.config  # the typed, frozen AdadeltaConfig torch's state dict described
+names = ("learning_rate", "rho", "epsilon", "weight_decay", "weight_decay_mask")
+print({k: getattr(config, k) for k in names})
 print(f"state: count {int(opt_state.count)} (torch's step)")
 
 
@@ -261,7 +273,7 @@ def step_lr(initial_lr, gamma, steps_per_epoch):
 
 
 schedule = step_lr(1.0, 0.7, STEPS_PER_EPOCH)
-tx = adadelta_optax.adadelta(**{**hp, "learning_rate": schedule})
+tx = adadelta_optax.from_adadelta_config(dataclasses.replace(config, learning_rate=schedule))
 assert float(schedule(opt_state.count)) == scheduler.get_last_lr()[0]
 
 # %% [markdown]
@@ -275,7 +287,9 @@ assert float(schedule(opt_state.count)) == scheduler.get_last_lr()[0]
 # %%
 def compare_torch(tx, params, opt_state, model, optimizer):
   check("params", params, torch_params(model))
-  ours = adadelta_optax.to_torch_state_dict(tx, opt_state, order=ORDER, axes=AXES, groups=GROUPS)
+  ours = adadelta_optax.interop.to_torch_state_dict(
+    tx, opt_state, order=ORDER, axes=AXES, groups=GROUPS
+  )
   ours = ours["state"]
   theirs = optimizer.state_dict()["state"]
   for key in ("square_avg", "acc_delta"):
@@ -322,7 +336,7 @@ with torch.no_grad():
     p.copy_(torch.from_numpy(np.asarray(value).T.copy()))
 optimizer_back = torch_optimizer(model_back)
 optimizer_back.load_state_dict(
-  adadelta_optax.to_torch_state_dict(
+  adadelta_optax.interop.to_torch_state_dict(
     at_current_lr(tx, opt_state), opt_state, order=ORDER, axes=AXES, groups=GROUPS
   )
 )
@@ -385,7 +399,7 @@ config = json.loads(json.dumps(optimizer.get_config(), default=float))  # as sav
 print(f"tf.keras 2.x: {len(FIRST)} epochs, loss {keras_losses[-1]:.4f}")
 print("config:", config)
 
-tx = adadelta_optax.from_keras_config(config)
+tx = adadelta_optax.interop.from_keras_config(config)
 params = [v.numpy() for v in model.trainable_variables]  # the order of jax.tree.leaves(params)
 opt_state = adadelta_optax.set_weights(tx.init(params), optimizer.get_weights())
 print(f"state: count {int(opt_state.count)}")
@@ -426,7 +440,7 @@ compare_tf_keras(params, opt_state, model, optimizer)
 # JAX state with `set_weights`.
 
 # %%
-back = adadelta_optax.to_keras_config(tx, version=2)
+back = adadelta_optax.interop.to_keras_config(tx, version=2)
 print("to_keras_config:", back)
 assert back.keys() == config.keys()
 assert all(np.float32(back[k]) == np.float32(config[k]) for k in back if k != "name")
@@ -487,16 +501,16 @@ config = json.loads(json.dumps(optimizer.get_config()))
 print(f"Keras 3: {len(FIRST)} epochs, loss {keras_losses[-1]:.4f}")
 print("config:", config)
 
-tx = adadelta_optax.from_keras_config(config)
+tx = adadelta_optax.interop.from_keras_config(config)
 params = [v.numpy() for v in model.trainable_variables]
-opt_state = adadelta_optax.set_keras3_variables(tx, tx.init(params), optimizer.variables)
+opt_state = adadelta_optax.interop.set_keras3_variables(tx, tx.init(params), optimizer.variables)
 print(f"state: count {int(opt_state.count)}")
 
 
 # %%
 def compare_keras3(tx, params, opt_state, model, optimizer):
   check("params", params, [v.numpy() for v in model.trainable_variables])
-  ours = adadelta_optax.keras3_variables(tx, opt_state)
+  ours = adadelta_optax.interop.keras3_variables(tx, opt_state)
   theirs = [v.numpy() for v in optimizer.variables]
   assert int(ours[0]) == int(theirs[0]) and float(ours[1]) == float(theirs[1])
   check("optimizer variables (accumulators)", ours[2:], theirs[2:])
@@ -515,7 +529,7 @@ compare_keras3(tx, params, opt_state, model, optimizer)
 # and takes the JAX state with `assign`.
 
 # %%
-back = adadelta_optax.to_keras_config(tx, version=3)
+back = adadelta_optax.interop.to_keras_config(tx, version=3)
 unnamed = lambda config: {k: v for k, v in config.items() if k != "name"}  # noqa: E731
 print("to_keras_config:", back)
 assert unnamed(back) == unnamed(config)
@@ -525,7 +539,7 @@ model_back.set_weights([np.asarray(p) for p in params])
 optimizer_back = keras.optimizers.Adadelta.from_config(back)
 optimizer_back.build(model_back.trainable_variables)
 for variable, value in zip(
-  optimizer_back.variables, adadelta_optax.keras3_variables(tx, opt_state), strict=True
+  optimizer_back.variables, adadelta_optax.interop.keras3_variables(tx, opt_state), strict=True
 ):
   variable.assign(value)
 compile_keras3(model_back, optimizer_back)

@@ -66,6 +66,7 @@ class Reference:
     g = [np.array(x, dtype=p.dtype) for x, p in zip(grads, self.params, strict=True)]
     if o.maximize:
       g = [-x for x in g]
+
     def by_value(g: list[np.ndarray]) -> list[np.ndarray]:
       if o.clipvalue is None:
         return g

@@ -58,10 +58,8 @@ def test_adadelta_holds_the_config_it_was_given():
   assert tx.config is config
   assert adadelta_optax.adadelta(**dataclasses.asdict(config)).get_config() == tx.get_config()
   assert tx.training_options.enabled is False
-  assert tx.hyperparams == {
-    **dataclasses.asdict(config),
-    **dataclasses.asdict(TrainingOptions()),
-  }
+  assert tx.hyperparams == dataclasses.asdict(config)
+  assert adadelta_optax.adadelta(**tx.hyperparams).get_config() == tx.get_config()
   with pytest.raises(TypeError, match="must be an adadelta_optax.AdadeltaConfig"):
     adadelta_optax.from_adadelta_config({"rho": 0.9})  # type: ignore[arg-type]
 
@@ -74,6 +72,10 @@ def test_wrapped_optimizer_keeps_config_and_training_options():
   )
   assert tx.config.learning_rate is schedule and tx.config.rho == 0.9
   assert tx.training_options.gradient_accumulation_steps == 2
+  assert tx.hyperparams == {
+    **dataclasses.asdict(tx.config),
+    **dataclasses.asdict(tx.training_options),
+  }
   assert tx.training_options.use_ema is True
   with pytest.raises(TypeError, match="already has Keras training options"):
     adadelta_optax.with_keras_training(tx, use_ema=True)

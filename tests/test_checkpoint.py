@@ -34,9 +34,9 @@ def _assert_bitwise(a, b):
 
 def test_round_trip_keeps_types_and_values(tmp_path):
   tree = _trained()
-  adadelta_optax.save_checkpoint(tmp_path / "c", tree)
+  adadelta_optax.checkpoint.save_checkpoint(tmp_path / "c", tree)
   like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
-  restored = adadelta_optax.restore_checkpoint(tmp_path / "c", like)
+  restored = adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "c", like)
   assert type(restored["opt_state"]) is adadelta_optax.SkipNonfiniteState
   assert type(restored["opt_state"].inner_state) is adadelta_optax.AdadeltaState
   _assert_bitwise(restored, tree)
@@ -57,11 +57,11 @@ def test_round_trip_keeps_types_and_values(tmp_path):
 )
 def test_mismatched_checkpoint_is_refused(tmp_path, change, match):
   tree = _trained()
-  adadelta_optax.save_checkpoint(tmp_path / "c", tree)
+  adadelta_optax.checkpoint.save_checkpoint(tmp_path / "c", tree)
   like = change(tree)
   before = [np.asarray(x).copy() for x in jax.tree.leaves(like)]
-  with pytest.raises(adadelta_optax.CheckpointError, match=match):
-    adadelta_optax.restore_checkpoint(tmp_path / "c", like)
+  with pytest.raises(adadelta_optax.checkpoint.CheckpointError, match=match):
+    adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "c", like)
   for x, y in zip(jax.tree.leaves(like), before, strict=True):
     assert np.asarray(x).tobytes() == y.tobytes()
 
@@ -78,7 +78,7 @@ def _data_files(path):
 @pytest.mark.parametrize("how", ["garble", "truncate", "manifest"])
 def test_corrupted_checkpoint_is_refused(tmp_path, how):
   tree = _trained()
-  adadelta_optax.save_checkpoint(tmp_path / "c", tree)
+  adadelta_optax.checkpoint.save_checkpoint(tmp_path / "c", tree)
   if how == "manifest":
     targets = [tmp_path / "c" / "manifest" / "metadata"]
   else:
@@ -92,13 +92,13 @@ def test_corrupted_checkpoint_is_refused(tmp_path, how):
       for i in range(len(data) // 3, len(data), 7):
         data[i] ^= 0x5A
     target.write_bytes(bytes(data))
-  with pytest.raises(adadelta_optax.CheckpointError, match="corrupted"):
-    adadelta_optax.restore_checkpoint(tmp_path / "c", tree)
+  with pytest.raises(adadelta_optax.checkpoint.CheckpointError, match="corrupted"):
+    adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "c", tree)
 
 
 def test_missing_checkpoint_is_refused(tmp_path):
-  with pytest.raises(adadelta_optax.CheckpointError, match="no checkpoint"):
-    adadelta_optax.restore_checkpoint(tmp_path / "nothing", _trained())
+  with pytest.raises(adadelta_optax.checkpoint.CheckpointError, match="no checkpoint"):
+    adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "nothing", _trained())
 
 
 def _run(ckpt, out, steps=60, every=5):
@@ -151,9 +151,9 @@ def test_without_orbax_names_the_extra(tmp_path, monkeypatch, call):
   tree = {"w": jnp.ones(2)}
   with pytest.raises(ImportError, match=r'pip install "adadelta-optax\[checkpoint\]"') as raised:
     if call == "save":
-      adadelta_optax.save_checkpoint(tmp_path / "c", tree)
+      adadelta_optax.checkpoint.save_checkpoint(tmp_path / "c", tree)
     else:
-      adadelta_optax.restore_checkpoint(tmp_path / "c", tree)
+      adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "c", tree)
   assert not (tmp_path / "c").exists()
   assert isinstance(raised.value.__cause__, ModuleNotFoundError)
 
@@ -173,8 +173,8 @@ def test_without_orbax_names_the_extra(tmp_path, monkeypatch, call):
 def test_every_tree_that_saves_restores(tmp_path, tree):
   """Colliding keys once saved and then failed to restore; zero-size leaves did not save at all
   (orbax refuses them). Both round-trip bit-exactly now."""
-  adadelta_optax.save_checkpoint(tmp_path / "c", tree)
-  restored = adadelta_optax.restore_checkpoint(tmp_path / "c", tree)
+  adadelta_optax.checkpoint.save_checkpoint(tmp_path / "c", tree)
+  restored = adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "c", tree)
   _assert_bitwise(restored, tree)
 
 
@@ -183,7 +183,7 @@ def test_format_1_checkpoints_still_restore(tmp_path):
   format 1) restores into the same tree, bit-exactly."""
   import orbax.checkpoint as ocp
 
-  from adadelta_optax import _checkpoint
+  from adadelta_optax.checkpoint import _checkpoint
 
   tree = _trained()
   manifest = {**_checkpoint._describe(tree, hashes=True), "format": 1}
@@ -193,7 +193,7 @@ def test_format_1_checkpoints_still_restore(tmp_path):
       state=ocp.args.StandardSave(tree), manifest=ocp.args.JsonSave(manifest)
     ),
   )
-  _assert_bitwise(adadelta_optax.restore_checkpoint(tmp_path / "old", tree), tree)
+  _assert_bitwise(adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "old", tree), tree)
 
 
 @pytest.mark.parametrize(
@@ -215,8 +215,8 @@ def test_a_manifest_of_the_wrong_schema_is_a_checkpoint_error(tmp_path, edit):
   import json
 
   tree = _trained()
-  adadelta_optax.save_checkpoint(tmp_path / "c", tree)
+  adadelta_optax.checkpoint.save_checkpoint(tmp_path / "c", tree)
   target = tmp_path / "c" / "manifest" / "metadata"
   target.write_text(json.dumps(edit(json.loads(target.read_text()))))
-  with pytest.raises(adadelta_optax.CheckpointError, match="manifest"):
-    adadelta_optax.restore_checkpoint(tmp_path / "c", tree)
+  with pytest.raises(adadelta_optax.checkpoint.CheckpointError, match="manifest"):
+    adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "c", tree)

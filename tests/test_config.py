@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import adadelta_optax
-from adadelta_optax import _config
+from adadelta_optax.core import _config
 
 
 def _same_steps(a, b, steps=20):

@@ -131,7 +131,7 @@ KERAS_KEYS = {
 def test_keras_config_entries(version, key, value):
   config = {**KERAS_BASE[version], key: value}
   before = copy.deepcopy(config)
-  tx, error = _raises_naming(lambda: adadelta_optax.from_keras_config(config, version), key)
+  tx, error = _raises_naming(lambda: adadelta_optax.interop.from_keras_config(config, version), key)
   assert _equal(config, before)
   if error is None:
     number = _as_real(value)
@@ -170,7 +170,7 @@ def test_torch_state_dict_entries(path, value):
   before = copy.deepcopy(state_dict)
   names = (repr(path[2]), f"[{path[1]}]", "epsilon", "rho", "learning_rate", "weight_decay")
   result, error = _raises_naming(
-    lambda: adadelta_optax.from_torch_state_dict(state_dict, PARAMS), *names
+    lambda: adadelta_optax.interop.from_torch_state_dict(state_dict, PARAMS), *names
   )
   assert _equal(state_dict, before)
   if error is None:
@@ -222,13 +222,13 @@ def test_keras3_variable_entries(index, value):
   tx = adadelta_optax.presets.keras3(learning_rate=0.5)
   params = {"a": jnp.ones(2), "b": jnp.ones((3,))}
   _, state = tx.update(params, tx.init(params), params)
-  values = adadelta_optax.keras3_variables(tx, state)
+  values = adadelta_optax.interop.keras3_variables(tx, state)
   values[index] = value
   new, error = _raises_naming(
-    lambda: adadelta_optax.set_keras3_variables(tx, state, values), f"variables[{index}]"
+    lambda: adadelta_optax.interop.set_keras3_variables(tx, state, values), f"variables[{index}]"
   )
   if error is None:
-    back = adadelta_optax.keras3_variables(tx, new)
+    back = adadelta_optax.interop.keras3_variables(tx, new)
     np.testing.assert_array_equal(back[index], np.asarray(value).astype(back[index].dtype))
 
 
@@ -243,7 +243,7 @@ def test_optax_state_entries(slot, leaf, value):
   entries[leaf] = value
   optax_state[k] = optax_state[k]._replace(**{slot: entries})
   new, error = _raises_naming(
-    lambda: adadelta_optax.load_optax_state(state, tuple(optax_state)),
+    lambda: adadelta_optax.interop.load_optax_state(state, tuple(optax_state)),
     slot,
     f"['{leaf}']",
     "weights[",
@@ -278,7 +278,7 @@ def test_checkpoint_manifest_entries(tmp_path_factory, field, value):
 
   path = tmp_path_factory.mktemp("ckpt") / "c"
   tree = {"w": jnp.arange(6.0).reshape(2, 3), "s": adadelta_optax.adadelta().init(jnp.ones(2))}
-  adadelta_optax.save_checkpoint(path, tree)
+  adadelta_optax.checkpoint.save_checkpoint(path, tree)
   target = path / "manifest" / "metadata"
   manifest = json.loads(target.read_text())
   if field in ("format", "treedef", "leaves"):
@@ -290,8 +290,8 @@ def test_checkpoint_manifest_entries(tmp_path_factory, field, value):
   except (TypeError, ValueError):
     return  # not JSON (bytes, NumPy values): it cannot be in a manifest file
   try:
-    restored = adadelta_optax.restore_checkpoint(path, tree)
-  except adadelta_optax.CheckpointError as error:
+    restored = adadelta_optax.checkpoint.restore_checkpoint(path, tree)
+  except adadelta_optax.checkpoint.CheckpointError as error:
     assert str(path) in str(error)
     return
   for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(tree), strict=True):

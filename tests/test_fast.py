@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import adadelta_optax
-from adadelta_optax import _fast
+from adadelta_optax.core import _kernel, _step
 
 import reference
 from helpers import (
@@ -178,7 +178,7 @@ def test_calls_are_chunked():
   params = jax.tree.map(jnp.asarray, _tree_of([7] * 70))
   _, compiled = _compiled_apply(adadelta_optax.adadelta(), params)
   calls = compiled.as_text().count('custom_call_target="adadelta_optax_tree_f32"')
-  assert calls == math.ceil(70 / _fast.MAX_LEAVES_PER_CALL)
+  assert calls == math.ceil(70 / _step.MAX_LEAVES_PER_CALL)
 
 
 def test_donated_step_updates_in_place():
@@ -283,7 +283,7 @@ def test_fused_implementation_exports_for_cpu_and_runs():
 
 def test_unbuilt_kernel(monkeypatch):
   """Without the compiled kernel, 'auto' runs fused JAX and 'kernel' is a clear error."""
-  monkeypatch.setattr(_fast, "_load", lambda: "the kernel was not built (test)")
+  monkeypatch.setattr(_kernel, "_load", lambda: "the kernel was not built (test)")
   assert adadelta_optax.adadelta().implementation == "fused"
   with pytest.raises(ValueError, match="the kernel was not built"):
     adadelta_optax.adadelta(implementation="kernel")

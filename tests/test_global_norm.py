@@ -20,7 +20,7 @@ from jax.sharding import AbstractMesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import adadelta_optax
-from adadelta_optax import _clipping, _global_norm
+from adadelta_optax.core import _clipping, _global_norm
 
 PINNED = pytest.mark.skipif(
   jax.__version__ not in _global_norm.PRIVATE_TESTED_JAX_VERSIONS,
@@ -69,7 +69,7 @@ def test_import_builds_nothing_of_the_opt_in():
   # custom_partitioning op with JAX; the opt-in builds it on first use.
   code = (
     "import jax.numpy as jnp, adadelta_optax\n"
-    "from adadelta_optax import _global_norm as g\n"
+    "from adadelta_optax.core import _global_norm as g\n"
     "g.squared_norms([jnp.ones(3)])\n"
     "print(g._private_norms.cache_info().currsize)\n"
   )

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import adadelta_optax
-from adadelta_optax import _fast
+from adadelta_optax.core import _kernel
 
 pytestmark = pytest.mark.install
 
@@ -179,7 +179,7 @@ def _assert_falls_back_once(result: dict, *words: str) -> None:
 )
 def test_ffi_api_rule_is_xlas(built, running, fits):
   """Same major, and XLA's minimum (0.1) <= the kernel's API <= the running jaxlib's."""
-  reason = _fast.ffi_api_mismatch(built, running, "9.9.9")
+  reason = _kernel.ffi_api_mismatch(built, running, "9.9.9")
   assert (reason is None) == fits
   if not fits:
     for text in (f"{built[0]}.{built[1]}", f"{running[0]}.{running[1]}", "jaxlib 9.9.9"):
@@ -188,13 +188,13 @@ def test_ffi_api_rule_is_xlas(built, running, fits):
 
 
 def test_unknown_versions_are_refused():
-  assert "does not report" in _fast.ffi_api_mismatch(None, (0, 3), "0.10.2")
-  assert "cannot be read" in _fast.ffi_api_mismatch((0, 1), None, "0.10.2")
+  assert "does not report" in _kernel.ffi_api_mismatch(None, (0, 3), "0.10.2")
+  assert "cannot be read" in _kernel.ffi_api_mismatch((0, 1), None, "0.10.2")
 
 
 def test_running_ffi_api_is_this_jaxlibs():
-  version = _fast.running_ffi_api()
-  assert version is not None and version >= _fast.FFI_API_MIN
+  version = _kernel.running_ffi_api()
+  assert version is not None and version >= _kernel.FFI_API_MIN
   if adadelta_optax.kernel_available():
     assert (
       adadelta_optax.info(print_report=False)["ffi_api_running"] == f"{version[0]}.{version[1]}"
@@ -203,8 +203,8 @@ def test_running_ffi_api_is_this_jaxlibs():
 
 def test_one_warning_when_auto_cannot_use_the_kernel(monkeypatch):
   """'auto' warns once per process, at the caller's line, and runs fused; 'fused' never warns."""
-  monkeypatch.setattr(_fast, "_load", lambda: "the kernel was not built (test)")
-  _fast.warn_if_unavailable.cache_clear()
+  monkeypatch.setattr(_kernel, "_load", lambda: "the kernel was not built (test)")
+  _kernel.warn_if_unavailable.cache_clear()
   try:
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter("always")
@@ -213,7 +213,7 @@ def test_one_warning_when_auto_cannot_use_the_kernel(monkeypatch):
       first = adadelta_optax.adadelta()
       second = adadelta_optax.adadelta()
   finally:
-    _fast.warn_if_unavailable.cache_clear()
+    _kernel.warn_if_unavailable.cache_clear()
   (warning,) = caught
   assert issubclass(warning.category, adadelta_optax.KernelUnavailableWarning)
   assert issubclass(warning.category, UserWarning)

@@ -122,11 +122,13 @@ def _resume(kwargs, dtype, case):
   opt = keras.optimizers.Adadelta(**kwargs)
   _keras_train(model, opt, K_STEPS, x, y)
 
-  tx = adadelta_optax.from_keras_config(json.loads(json.dumps(keras.optimizers.serialize(opt))))
+  tx = adadelta_optax.interop.from_keras_config(
+    json.loads(json.dumps(keras.optimizers.serialize(opt)))
+  )
   unnamed = lambda config: {k: v for k, v in config.items() if k != "name"}  # noqa: E731
-  assert unnamed(adadelta_optax.to_keras_config(tx, version=3)) == unnamed(opt.get_config())
+  assert unnamed(adadelta_optax.interop.to_keras_config(tx, version=3)) == unnamed(opt.get_config())
   params = [v.numpy() for v in model.trainable_variables]
-  state = adadelta_optax.set_keras3_variables(tx, tx.init(params), opt.variables)
+  state = adadelta_optax.interop.set_keras3_variables(tx, tx.init(params), opt.variables)
 
   _keras_train(model, opt, M_STEPS, x, y)
   # jit only in float64: a jitted float32 cos may fuse differently from Keras' by one ulp.
@@ -134,7 +136,7 @@ def _resume(kwargs, dtype, case):
   key = ("Keras 3", f"{case} {np.dtype(dtype).name}")
   assert_parity(params, [v.numpy() for v in model.trainable_variables], "params", key)
   assert_parity(
-    adadelta_optax.keras3_variables(tx, state),
+    adadelta_optax.interop.keras3_variables(tx, state),
     [v.numpy() for v in opt.variables],
     "optimizer variables",
     key,
@@ -156,14 +158,16 @@ def test_resume_keras3_float32(case):
 def test_jax_state_back_into_keras3(case):
   """JAX → Keras: ``keras3_variables(tx, state)`` into a fresh Keras optimizer."""
   x, y = data()
-  tx = adadelta_optax.from_keras_config(keras.optimizers.Adadelta(**CASES[case]).get_config())
+  tx = adadelta_optax.interop.from_keras_config(
+    keras.optimizers.Adadelta(**CASES[case]).get_config()
+  )
   params, state = run_jax(tx, init_params(), tx.init(init_params()), K_STEPS, x, y, jit=True)
 
   model = _model(params, np.float64)
-  opt = keras.optimizers.Adadelta.from_config(adadelta_optax.to_keras_config(tx, version=3))
+  opt = keras.optimizers.Adadelta.from_config(adadelta_optax.interop.to_keras_config(tx, version=3))
   opt.build(model.trainable_variables)
   for variable, value in zip(
-    opt.variables, adadelta_optax.keras3_variables(tx, state), strict=True
+    opt.variables, adadelta_optax.interop.keras3_variables(tx, state), strict=True
   ):
     variable.assign(value)
 
@@ -172,7 +176,10 @@ def test_jax_state_back_into_keras3(case):
   key = ("Keras 3", f"{case} (JAX to Keras)")
   assert_parity(params, [v.numpy() for v in model.trainable_variables], "params", key)
   assert_parity(
-    adadelta_optax.keras3_variables(tx, state), [v.numpy() for v in opt.variables], "variables", key
+    adadelta_optax.interop.keras3_variables(tx, state),
+    [v.numpy() for v in opt.variables],
+    "variables",
+    key,
   )
 
 
@@ -183,7 +190,7 @@ def test_ema_and_accumulation_are_not_no_ops():
   model = _model(init_params(), np.float64)
   opt = keras.optimizers.Adadelta(**kwargs)
   _keras_train(model, opt, K_STEPS, x, y)
-  plain = adadelta_optax.from_keras_config(
+  plain = adadelta_optax.interop.from_keras_config(
     keras.optimizers.Adadelta(learning_rate=1.0).get_config()
   )
   params, _ = run_jax(plain, init_params(), plain.init(init_params()), K_STEPS, x, y)
@@ -222,30 +229,30 @@ def test_resume_keras3_with_float64_floatx():
     _keras_train(model, opt, K_STEPS, x, y)
     assert opt.variables[1].dtype == "float64" and float(opt.variables[1].numpy()) == 0.9
 
-    tx = adadelta_optax.from_keras_config(opt.get_config(), floatx="float64")
+    tx = adadelta_optax.interop.from_keras_config(opt.get_config(), floatx="float64")
     assert tx.hyperparams["learning_rate"] == 0.9
     params = [v.numpy() for v in model.trainable_variables]
-    state = adadelta_optax.set_keras3_variables(tx, tx.init(params), opt.variables)
-    back = adadelta_optax.keras3_variables(tx, state, floatx="float64")
+    state = adadelta_optax.interop.set_keras3_variables(tx, tx.init(params), opt.variables)
+    back = adadelta_optax.interop.keras3_variables(tx, state, floatx="float64")
     assert back[1].dtype == np.float64 and float(back[1]) == 0.9
     # Another learning rate is refused, naming the variable. (A float32 variable holding
     # float32(0.9) is what keras3_variables(tx, state) exports for this tx: accepted, so that
     # every export of ours round-trips; the value is compared in the variable's own dtype.)
     others = [v.numpy() for v in opt.variables]
     with pytest.raises(ValueError, match=r"variables\[1\] \(learning_rate\)"):
-      adadelta_optax.set_keras3_variables(
+      adadelta_optax.interop.set_keras3_variables(
         tx, tx.init(params), others[:1] + [np.float64(0.8)] + others[2:]
       )
-    exported = adadelta_optax.keras3_variables(tx, state)  # floatx float32
+    exported = adadelta_optax.interop.keras3_variables(tx, state)  # floatx float32
     assert exported[1].dtype == np.float32
-    adadelta_optax.set_keras3_variables(tx, tx.init(params), exported)
+    adadelta_optax.interop.set_keras3_variables(tx, tx.init(params), exported)
 
     _keras_train(model, opt, M_STEPS, x, y)
     params, state = run_jax(tx, params, state, M_STEPS, x, y, jit=True)
     key = ("Keras 3", "floatx float64")
     assert_parity(params, [v.numpy() for v in model.trainable_variables], "params", key)
     assert_parity(
-      adadelta_optax.keras3_variables(tx, state, floatx="float64"),
+      adadelta_optax.interop.keras3_variables(tx, state, floatx="float64"),
       [v.numpy() for v in opt.variables],
       "optimizer variables",
       key,
@@ -258,4 +265,4 @@ def test_keras3_variables_rejects_bad_floatx():
   tx = adadelta_optax.adadelta()
   state = tx.init([np.zeros(2)])
   with pytest.raises(ValueError, match="floatx must be one of .* got 'double'"):
-    adadelta_optax.keras3_variables(tx, state, floatx="double")
+    adadelta_optax.interop.keras3_variables(tx, state, floatx="double")

@@ -22,7 +22,7 @@ def test_resume_optax(schedule):
   params, optax_state = run_jax(theirs, init_params(), theirs.init(init_params()), K_STEPS, x, y)
 
   tx = adadelta_optax.presets.optax(learning_rate=lr, rho=0.8, epsilon=1e-5, weight_decay=0.01)
-  state = adadelta_optax.load_optax_state(tx.init(params), optax_state, count=K_STEPS)
+  state = adadelta_optax.interop.load_optax_state(tx.init(params), optax_state, count=K_STEPS)
   assert int(state.count) == K_STEPS
   expected, optax_state = run_jax(theirs, params, optax_state, M_STEPS, x, y)
   params, state = run_jax(tx, params, state, M_STEPS, x, y)
@@ -36,13 +36,13 @@ def test_bad_optax_state():
   tx = adadelta_optax.presets.optax()
   state = tx.init(init_params())
   with pytest.raises(ValueError, match="one ScaleByAdaDeltaState, found 0"):
-    adadelta_optax.load_optax_state(state, optax.sgd(1.0).init(init_params()))
+    adadelta_optax.interop.load_optax_state(state, optax.sgd(1.0).init(init_params()))
   theirs = optax.adadelta(optax.constant_schedule(1.0))
   with pytest.raises(ValueError, match="count=3 differs"):
-    adadelta_optax.load_optax_state(state, theirs.init(init_params()), count=3)
+    adadelta_optax.interop.load_optax_state(state, theirs.init(init_params()), count=3)
   wrong = optax.adadelta(1.0).init([np.zeros(2)])
   with pytest.raises(ValueError, match="optax_state's e_g tree structure differs"):
-    adadelta_optax.load_optax_state(state, wrong)
+    adadelta_optax.interop.load_optax_state(state, wrong)
 
 
 @pytest.mark.parametrize(
@@ -61,5 +61,5 @@ def test_optax_state_of_another_tree_is_refused(theirs_params):
   state = tx.init({"a": np.zeros(2), "b": np.zeros(3)})
   theirs = optax.adadelta(1.0).init(jax.tree.map(np.asarray, theirs_params))
   with pytest.raises(ValueError, match="optax_state's e_g .*differs|optax_state's e_g leaf"):
-    adadelta_optax.load_optax_state(state, theirs)
+    adadelta_optax.interop.load_optax_state(state, theirs)
   assert int(state.count) == 0 and float(np.sum(state.accum_grad["a"])) == 0.0

@@ -95,8 +95,8 @@ def test_resume_tf_keras_v2(case, dtype):
   _tf_train(opt, variables, K_STEPS, x, y)
 
   config = _json(tf_keras.optimizers.serialize(opt))
-  tx = adadelta_optax.from_keras_config(config)
-  _assert_same_tf_config(adadelta_optax.to_keras_config(tx, version=2), opt.get_config())
+  tx = adadelta_optax.interop.from_keras_config(config)
+  _assert_same_tf_config(adadelta_optax.interop.to_keras_config(tx, version=2), opt.get_config())
   params = [v.numpy() for v in variables]
   state = adadelta_optax.set_weights(tx.init(params), opt.get_weights())
   assert int(state.count) == K_STEPS
@@ -112,14 +112,14 @@ def test_resume_tf_keras_v2(case, dtype):
 def test_jax_state_back_into_tf_keras_v2(case):
   """JAX → TF: ``get_weights(state)`` into a fresh TF optimizer continues identically."""
   x, y = data()
-  tx = adadelta_optax.from_keras_config(
+  tx = adadelta_optax.interop.from_keras_config(
     _json(tf_keras.optimizers.serialize(tf_keras.optimizers.legacy.Adadelta(**CASES_V2[case])))
   )
   params, state = run_jax(tx, init_params(), tx.init(init_params()), K_STEPS, x, y)
 
   variables = [tf.Variable(np.asarray(p)) for p in params]
   opt = tf_keras.optimizers.legacy.Adadelta.from_config(
-    adadelta_optax.to_keras_config(tx, version=2)
+    adadelta_optax.interop.to_keras_config(tx, version=2)
   )
   # A zero gradient creates the slots and changes no param; set_weights then replaces them all.
   opt.apply_gradients([(tf.zeros_like(v), v) for v in variables])
@@ -172,7 +172,7 @@ def test_resume_tf_keras_v1(case, dtype):
   (config, params, weights), tf_params, tf_weights = _run_v1(
     CASES_V1[case], dtype, K_STEPS, M_STEPS, x, y
   )
-  tx = adadelta_optax.from_keras_config(_json(config), floatx=np.dtype(dtype).name)
+  tx = adadelta_optax.interop.from_keras_config(_json(config), floatx=np.dtype(dtype).name)
   assert tx.hyperparams["clip_order"] == "norm_then_value"
   # tf.keras 1.x weights have no iterations: prepend optimizer.iterations (2.x layout).
   state = adadelta_optax.set_weights(tx.init(params), weights)
@@ -188,7 +188,7 @@ def test_tf_keras_v1_clip_order_matters():
   (config, params, weights), tf_params, _ = _run_v1(
     CASES_V1["clipnorm_clipvalue"], np.float64, K_STEPS, M_STEPS, x, y
   )
-  v1 = adadelta_optax.from_keras_config(config).config
+  v1 = adadelta_optax.interop.from_keras_config(config).config
   tx = adadelta_optax.from_adadelta_config(dataclasses.replace(v1, clip_order="value_then_norm"))
   state = adadelta_optax.set_weights(tx.init(params), weights)
   params, _ = run_jax(tx, params, state, M_STEPS, x, y)

@@ -101,7 +101,9 @@ def _compare(tx, params, state, model, opt, case, key):
 
   order, axes = _order(case)
   assert_parity(jax.tree.leaves(params), jax.tree.leaves(_as_jax(model)), "params", key)
-  ours = adadelta_optax.to_torch_state_dict(tx, state, order=order, axes=axes, groups=_groups(case))
+  ours = adadelta_optax.interop.to_torch_state_dict(
+    tx, state, order=order, axes=axes, groups=_groups(case)
+  )
   theirs = opt.state_dict()
   assert ours["param_groups"] == theirs["param_groups"]
   for slot in ("square_avg", "acc_delta"):
@@ -127,7 +129,9 @@ def test_resume_torch(case, dtype):
 
   order, axes = _order(case)
   params = _as_jax(model)
-  tx, state = adadelta_optax.from_torch_state_dict(opt.state_dict(), params, order=order, axes=axes)
+  tx, state = adadelta_optax.interop.from_torch_state_dict(
+    opt.state_dict(), params, order=order, axes=axes
+  )
   assert int(state.count) == K_STEPS
   maximize = opt.param_groups[0]["maximize"]
   _torch_train(model, opt, M_STEPS, x, y)
@@ -142,7 +146,7 @@ def test_jax_state_back_into_torch(case):
   model = _torch_model(np.float64)
   start = _as_jax(model)
   order, axes = _order(case)
-  tx, state = adadelta_optax.from_torch_state_dict(
+  tx, state = adadelta_optax.interop.from_torch_state_dict(
     _torch_optimizer(model, case).state_dict(), start, order=order, axes=axes
   )
   assert int(state.count) == 0
@@ -162,7 +166,9 @@ def test_jax_state_back_into_torch(case):
       p.copy_(torch.from_numpy(np.array(value)))
   opt = _torch_optimizer(model, case)
   opt.load_state_dict(
-    adadelta_optax.to_torch_state_dict(tx, state, order=order, axes=axes, groups=_groups(case))
+    adadelta_optax.interop.to_torch_state_dict(
+      tx, state, order=order, axes=axes, groups=_groups(case)
+    )
   )
   _torch_train(model, opt, M_STEPS, x, y)
   params, state = _run_jax(tx, params, state, M_STEPS, x, y, False)
@@ -190,7 +196,7 @@ def test_resume_from_an_older_torch_state_dict(case):
   assert resumed.param_groups[0]["maximize"] is False
   order, axes = _order(case)
   params = _as_jax(model)
-  tx, state = adadelta_optax.from_torch_state_dict(saved, params, order=order, axes=axes)
+  tx, state = adadelta_optax.interop.from_torch_state_dict(saved, params, order=order, axes=axes)
   assert tx.hyperparams["maximize"] is False and int(state.count) == K_STEPS
   _torch_train(model, resumed, M_STEPS, x, y)
   params, state = _run_jax(tx, params, state, M_STEPS, x, y, False)
@@ -226,7 +232,9 @@ def test_bfloat16_state_both_ways():
     "bias": jax.numpy.asarray(model.bias.detach().float().numpy(), jax.numpy.bfloat16),
   }
   order, axes = ["['kernel']", "['bias']"], {0: (1, 0)}
-  tx, state = adadelta_optax.from_torch_state_dict(opt.state_dict(), params, order=order, axes=axes)
+  tx, state = adadelta_optax.interop.from_torch_state_dict(
+    opt.state_dict(), params, order=order, axes=axes
+  )
   assert state.accum_grad["kernel"].dtype == jax.numpy.bfloat16 and int(state.count) == 3
   theirs = opt.state_dict()["state"]
   np.testing.assert_array_equal(
@@ -235,7 +243,7 @@ def test_bfloat16_state_both_ways():
   np.testing.assert_array_equal(
     np.asarray(state.accum_var["bias"], np.float32), theirs[1]["acc_delta"].float().numpy()
   )
-  back = adadelta_optax.to_torch_state_dict(tx, state, order=order, axes=axes)
+  back = adadelta_optax.interop.to_torch_state_dict(tx, state, order=order, axes=axes)
   assert back["state"][0]["square_avg"].dtype == torch.bfloat16
   fresh = torch.optim.Adadelta(model.parameters(), lr=0.5)
   fresh.load_state_dict(back)

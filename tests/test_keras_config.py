@@ -57,7 +57,7 @@ KEY_CASES = [
 
 @pytest.mark.parametrize(("version", "config", "expected"), KEY_CASES)
 def test_each_key(version, config, expected):
-  tx = adadelta_optax.from_keras_config(config, version)
+  tx = adadelta_optax.interop.from_keras_config(config, version)
   got = tx.get_config()
   for key, value in expected.items():
     assert got[key] == value, key
@@ -65,23 +65,23 @@ def test_each_key(version, config, expected):
 
 def test_auto_detection_and_serialized_forms():
   v1 = {"lr": 1.0, "rho": 0.95, "decay": 0.0, "epsilon": None}
-  assert adadelta_optax.from_keras_config(v1).hyperparams["clip_order"] == "norm_then_value"
+  assert adadelta_optax.interop.from_keras_config(v1).hyperparams["clip_order"] == "norm_then_value"
   v2 = {"name": "Adadelta", "learning_rate": 1.0, "decay": 0.0, "rho": 0.95, "epsilon": 1e-7}
-  assert adadelta_optax.from_keras_config(v2).hyperparams["rho"] == F32(0.95)
+  assert adadelta_optax.interop.from_keras_config(v2).hyperparams["rho"] == F32(0.95)
   legacy = {"module": "keras.optimizers.legacy", "class_name": "Adadelta", "config": v2}
-  assert adadelta_optax.from_keras_config(legacy).hyperparams["rho"] == F32(0.95)
+  assert adadelta_optax.interop.from_keras_config(legacy).hyperparams["rho"] == F32(0.95)
   v3 = {"class_name": "Adadelta", "module": "keras.optimizers", "registered_name": None}
   v3["config"] = {"learning_rate": 1.0, "rho": 0.95, "use_ema": False}
-  assert adadelta_optax.from_keras_config(v3).hyperparams["decoupled_weight_decay"]
+  assert adadelta_optax.interop.from_keras_config(v3).hyperparams["decoupled_weight_decay"]
   old_wrapper = {"class_name": "Adadelta", "config": {"lr": 2.0}}
-  assert adadelta_optax.from_keras_config(old_wrapper).hyperparams["learning_rate"] == 2.0
+  assert adadelta_optax.interop.from_keras_config(old_wrapper).hyperparams["learning_rate"] == 2.0
 
 
 @pytest.mark.parametrize("epsilon", [0, 0.0, None])
 def test_v2_falsy_epsilon_becomes_1e7_with_a_warning(epsilon):
   config = {"learning_rate": 1.0, "decay": 0.0, "epsilon": epsilon}
   with pytest.warns(UserWarning, match="falsy"):
-    tx = adadelta_optax.from_keras_config(config, 2)
+    tx = adadelta_optax.interop.from_keras_config(config, 2)
   assert tx.hyperparams["epsilon"] == 1e-7
 
 
@@ -89,27 +89,27 @@ def test_v2_falsy_epsilon_becomes_1e7_with_a_warning(epsilon):
 def test_schedule_learning_rate(legacy_format):
   schedule = schedules.PolynomialDecay(1.0, 10, power=2.0, cycle=True)
   serialized = schedules.serialize(schedule, legacy_format=legacy_format)
-  tx = adadelta_optax.from_keras_config({"learning_rate": serialized, "decay": 0.0})
+  tx = adadelta_optax.interop.from_keras_config({"learning_rate": serialized, "decay": 0.0})
   assert tx.hyperparams["learning_rate"] == schedule
-  assert adadelta_optax.to_keras_config(tx, version=2)["learning_rate"] == schedules.serialize(
-    schedule
-  )
+  assert adadelta_optax.interop.to_keras_config(tx, version=2)[
+    "learning_rate"
+  ] == schedules.serialize(schedule)
   config = json.loads(json.dumps(tx.get_config()))
   assert adadelta_optax.Adadelta.from_config(config).hyperparams["learning_rate"] == schedule
 
 
 def test_keras3_schedule_dtype_follows_jax_default():
   serialized = schedules.serialize(schedules.ExponentialDecay(1.0, 2, 0.5))
-  tx = adadelta_optax.from_keras_config({"learning_rate": serialized, "use_ema": False})
+  tx = adadelta_optax.interop.from_keras_config({"learning_rate": serialized, "use_ema": False})
   assert tx.hyperparams["learning_rate"].dtype == np.float64  # the tests run with x64
-  tx = adadelta_optax.from_keras_config(
+  tx = adadelta_optax.interop.from_keras_config(
     {"learning_rate": serialized, "use_ema": False}, schedule_dtype="float32"
   )
   assert tx.hyperparams["learning_rate"].dtype == np.float32
 
 
 def test_options_keras_does_not_carry():
-  tx = adadelta_optax.from_keras_config(
+  tx = adadelta_optax.interop.from_keras_config(
     {"learning_rate": 1.0, "decay": 0.0},
     sparse_rows=True,
     state_dtype="float32",
@@ -221,7 +221,7 @@ BAD_CONFIGS = [
 @pytest.mark.parametrize(("version", "config", "error", "match"), BAD_CONFIGS)
 def test_bad_config(version, config, error, match):
   with pytest.raises(error, match=match):
-    adadelta_optax.from_keras_config(config, version)
+    adadelta_optax.interop.from_keras_config(config, version)
 
 
 @pytest.mark.parametrize(
@@ -252,8 +252,8 @@ def test_bad_config(version, config, error, match):
 def test_round_trip(version, kwargs):
   """Exact for values that Keras' float32 variables hold exactly (others are rounded in)."""
   tx = adadelta_optax.adadelta(**kwargs)
-  config = json.loads(json.dumps(adadelta_optax.to_keras_config(tx, version=version)))
-  back = adadelta_optax.from_keras_config(config, version, schedule_dtype="float32")
+  config = json.loads(json.dumps(adadelta_optax.interop.to_keras_config(tx, version=version)))
+  back = adadelta_optax.interop.from_keras_config(config, version, schedule_dtype="float32")
   assert back.get_config() == tx.get_config()
 
 
@@ -266,9 +266,9 @@ def test_round_trip_keras3_training_options():
     ema_momentum=0.9,
     ema_overwrite_frequency=2,
   )
-  config = adadelta_optax.to_keras_config(tx, version=3)
+  config = adadelta_optax.interop.to_keras_config(tx, version=3)
   assert config["gradient_accumulation_steps"] == 3 and config["use_ema"] is True
-  assert adadelta_optax.from_keras_config(config).get_config() == tx.get_config()
+  assert adadelta_optax.interop.from_keras_config(config).get_config() == tx.get_config()
 
 
 CANNOT_EXPRESS = [
@@ -292,15 +292,15 @@ CANNOT_EXPRESS = [
 @pytest.mark.parametrize(("version", "kwargs", "match"), CANNOT_EXPRESS)
 def test_to_keras_config_refuses(version, kwargs, match):
   with pytest.raises(ValueError, match=match):
-    adadelta_optax.to_keras_config(adadelta_optax.adadelta(**kwargs), version=version)
+    adadelta_optax.interop.to_keras_config(adadelta_optax.adadelta(**kwargs), version=version)
 
 
 def test_to_keras_config_refuses_training_options_before_keras3():
   tx = adadelta_optax.with_keras_training(adadelta_optax.adadelta(), use_ema=True)
   with pytest.raises(ValueError, match="use_ema=True .* only Keras 3"):
-    adadelta_optax.to_keras_config(tx, version=2)
+    adadelta_optax.interop.to_keras_config(tx, version=2)
   with pytest.raises(ValueError, match="version must be 1, 2 or 3"):
-    adadelta_optax.to_keras_config(tx, version="3")
+    adadelta_optax.interop.to_keras_config(tx, version="3")
 
 
 def test_no_warning_for_a_clean_v2_config():
@@ -309,4 +309,4 @@ def test_no_warning_for_a_clean_v2_config():
     # Where the kernel cannot run, the first adadelta() of a process says so once: not a config
     # warning.
     warnings.simplefilter("ignore", adadelta_optax.KernelUnavailableWarning)
-    adadelta_optax.from_keras_config({"learning_rate": 1.0, "decay": 0.0, "epsilon": 1e-7})
+    adadelta_optax.interop.from_keras_config({"learning_rate": 1.0, "decay": 0.0, "epsilon": 1e-7})

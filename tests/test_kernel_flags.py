@@ -1,7 +1,7 @@
-"""The C++ kernel's per-leaf flags, called directly (``_fast._kernel_call``) against NumPy.
+"""The C++ kernel's per-leaf flags, called directly (``_kernel.kernel_call``) against NumPy.
 
 Each leaf of a call gets its own flags and every segment its own hyperparameter row, as
-``_fast.tree_step`` builds them. The NumPy step below follows the kernel's order and roundings
+``_step.tree_step`` builds them. The NumPy step below follows the kernel's order and roundings
 operation by operation, in the leaf's dtype, the norm's float64 sum in the kernel's order too, so
 the results are the same bits. Sizes are above the kernel's parallel threshold (2 x 2**18
 elements in all), so on a machine with two or more cores the call runs on several threads of
@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adadelta_optax import _fast
-from adadelta_optax._fast import (
+from adadelta_optax.core import _kernel
+from adadelta_optax.core._step import (
   CLIP_VALUE,
   COUPLED,
   DECOUPLED,
@@ -33,7 +33,7 @@ from adadelta_optax._fast import (
 )
 
 pytestmark = pytest.mark.skipif(
-  not _fast.kernel_available(), reason=f"no CPU kernel: {_fast.kernel_unavailable_reason()}"
+  not _kernel.kernel_available(), reason=f"no CPU kernel: {_kernel.kernel_unavailable_reason()}"
 )
 
 # Sizes no multiple of 64 (even, for two segments), 1,001,008 elements in all: two threads'
@@ -161,7 +161,7 @@ def numpy_call(inputs, rows, flags, apply, order_of=None):
 
 def kernel_call(inputs, rows, flags, apply):
   grads, params, accum_grads, accum_vars = (list(map(jnp.asarray, v)) for v in inputs)
-  result = _fast._kernel_call(
+  result = _kernel.kernel_call(
     grads,
     params,
     accum_grads,

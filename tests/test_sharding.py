@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import adadelta_optax
-from adadelta_optax import _global_norm
+from adadelta_optax.core import _global_norm
 
 SCRIPT = Path(__file__).parent / "scripts" / "sharded_run.py"
 
@@ -138,7 +138,7 @@ sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import adadelta_optax
-from adadelta_optax import _global_norm
+from adadelta_optax.core import _global_norm
 from sharded_run import collectives, compare, norm_layouts, sharded_steps
 
 warnings.simplefilter("error", _global_norm.PrivateGlobalNormUnavailableWarning)
@@ -160,7 +160,8 @@ report = {}
 for implementation in ("auto", "xla"):
   tx = adadelta_optax.adadelta(learning_rate=0.5, global_clipnorm=1.0,
                                implementation=implementation)
-  state = jax.jit(tx.init, out_shardings=adadelta_optax.state_shardings(tx, params))(params)
+  state_shardings = adadelta_optax.distributed.state_shardings(tx, params)
+  state = jax.jit(tx.init, out_shardings=state_shardings)(params)
   counts, p, state = sharded_steps(tx, [jax.device_put(g, shardings) for g in grads], state,
                                    params)
   device = jax.devices()[0]
@@ -258,7 +259,7 @@ def test_private_opt_in_vmap_grad_and_export(private_report):
 def test_state_shardings_single_device_and_wrappers():
   params = {"w": jnp.ones((4, 2)), "b": jnp.zeros(3, jnp.float32)}
   tx = adadelta_optax.skip_nonfinite(adadelta_optax.adadelta(state_dtype=jnp.float64))
-  shardings = adadelta_optax.state_shardings(tx, params)
+  shardings = adadelta_optax.distributed.state_shardings(tx, params)
   state = jax.jit(tx.init, out_shardings=shardings)(params)
   assert isinstance(state, adadelta_optax.SkipNonfiniteState)
   assert isinstance(state.inner_state, adadelta_optax.AdadeltaState)
@@ -268,4 +269,4 @@ def test_state_shardings_single_device_and_wrappers():
 
 def test_state_shardings_refuses_unplaced_params():
   with pytest.raises(TypeError, match=r"params\['w'\] has no sharding"):
-    adadelta_optax.state_shardings(adadelta_optax.adadelta(), {"w": np.ones(3)})
+    adadelta_optax.distributed.state_shardings(adadelta_optax.adadelta(), {"w": np.ones(3)})

@@ -84,7 +84,7 @@ def test_matches_tensorflow_sparse_kernel(kwargs, repeats):
   batches = _batches(repeats=repeats)
   tf_params, tf_weights = _tf_run(kwargs, batches)
   config = tf_keras.optimizers.serialize(tf_keras.optimizers.legacy.Adadelta(**kwargs))
-  tx = adadelta_optax.from_keras_config(config, sparse_rows=True)
+  tx = adadelta_optax.interop.from_keras_config(config, sparse_rows=True)
   params, weights = _jax_run(tx, batches)
   key = ("tf.keras 2.x", f"sparse rows {'-'.join(sorted(kwargs))}")
   assert_parity(params, tf_params, "params", key)
@@ -94,7 +94,7 @@ def test_matches_tensorflow_sparse_kernel(kwargs, repeats):
   np.testing.assert_array_equal(np.asarray(weights[1])[untouched], 0.0)  # accum_grad, never decayed
 
   # Guard: the dense rule decays the accumulators of rows that were not looked up in a batch.
-  dense, _ = _jax_run(adadelta_optax.from_keras_config(config), batches)
+  dense, _ = _jax_run(adadelta_optax.interop.from_keras_config(config), batches)
   with pytest.raises(AssertionError):
     assert_parity(dense, tf_params, "params")
 

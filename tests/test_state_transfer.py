@@ -22,7 +22,7 @@ from helpers import torch_state_dict as _torch_dict
 
 
 def test_torch_good_dict():
-  tx, state = adadelta_optax.from_torch_state_dict(_torch_dict(), PARAMS)
+  tx, state = adadelta_optax.interop.from_torch_state_dict(_torch_dict(), PARAMS)
   assert int(state.count) == 3
   np.testing.assert_array_equal(state.accum_var["w"], 0.4)
   assert tx.config.rho == 0.9 and tx.config.epsilon == 1e-6
@@ -90,7 +90,7 @@ TORCH_BAD = [
 @pytest.mark.parametrize(("state_dict", "error", "match"), TORCH_BAD)
 def test_torch_bad_entry(state_dict, error, match):
   with pytest.raises(error, match=match):
-    adadelta_optax.from_torch_state_dict(state_dict, PARAMS)
+    adadelta_optax.interop.from_torch_state_dict(state_dict, PARAMS)
 
 
 def test_torch_groups():
@@ -99,30 +99,30 @@ def test_torch_groups():
     {**sd["param_groups"][0], "params": [0], "weight_decay": 0.0},
     {**sd["param_groups"][0], "params": [1], "weight_decay": 0.01},
   ]
-  tx, _ = adadelta_optax.from_torch_state_dict(sd, PARAMS)
+  tx, _ = adadelta_optax.interop.from_torch_state_dict(sd, PARAMS)
   assert tx.config.weight_decay_mask == {"b": False, "w": True}
   sd["param_groups"][0]["weight_decay"] = 0.02
   with pytest.raises(ValueError, match=r"weight_decay values \[0.01, 0.02\]"):
-    adadelta_optax.from_torch_state_dict(sd, PARAMS)
+    adadelta_optax.interop.from_torch_state_dict(sd, PARAMS)
   sd["param_groups"][0]["weight_decay"] = 0.0
   sd["param_groups"][1]["rho"] = 0.5
   with pytest.raises(ValueError, match=r"param_groups\[1\]\['rho'\] = 0.5 differs"):
-    adadelta_optax.from_torch_state_dict(sd, PARAMS)
+    adadelta_optax.interop.from_torch_state_dict(sd, PARAMS)
 
 
 def test_torch_scheduler_key_warns_and_empty_state_is_fresh():
   sd = _torch_dict(initial_lr=1.0)
   sd["state"] = {}
   with pytest.warns(UserWarning, match="initial_lr"):
-    _, state = adadelta_optax.from_torch_state_dict(sd, PARAMS)
+    _, state = adadelta_optax.interop.from_torch_state_dict(sd, PARAMS)
   assert int(state.count) == 0
 
 
 def test_empty_torch_state_into_a_stepped_state_is_fresh():
   """torch after loading an empty state: no count *and* no accumulators (zeros), whatever the
   state held before (it once kept the old accumulators with count 0)."""
-  tx, stepped = adadelta_optax.from_torch_state_dict(_torch_dict(), PARAMS)
-  fresh = adadelta_optax.load_torch_state(stepped, {})
+  tx, stepped = adadelta_optax.interop.from_torch_state_dict(_torch_dict(), PARAMS)
+  fresh = adadelta_optax.interop.load_torch_state(stepped, {})
   assert int(fresh.count) == 0
   for leaf in jax.tree.leaves((fresh.accum_grad, fresh.accum_var)):
     np.testing.assert_array_equal(leaf, 0)
@@ -137,9 +137,9 @@ def test_torch_order_and_axes_errors():
     (["['x']", 0], "not a leaf"),
   ):
     with pytest.raises(ValueError, match=match):
-      adadelta_optax.from_torch_state_dict(sd, PARAMS, order=order)
+      adadelta_optax.interop.from_torch_state_dict(sd, PARAMS, order=order)
   with pytest.raises(ValueError, match=r"axes\[1\]"):
-    adadelta_optax.from_torch_state_dict(sd, PARAMS, axes={1: (0, 0)})
+    adadelta_optax.interop.from_torch_state_dict(sd, PARAMS, axes={1: (0, 0)})
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ def test_torch_order_and_axes_errors():
 def test_to_torch_refuses(kwargs, match):
   tx = adadelta_optax.adadelta(**kwargs)
   with pytest.raises(ValueError, match=match):
-    adadelta_optax.to_torch_state_dict(tx, tx.init(PARAMS))
+    adadelta_optax.interop.to_torch_state_dict(tx, tx.init(PARAMS))
 
 
 def test_state_is_not_partially_applied():
@@ -163,10 +163,10 @@ def test_state_is_not_partially_applied():
   tx = adadelta_optax.presets.keras3(learning_rate=0.5)
   state = tx.init(PARAMS)
   before = copy.deepcopy(jax.tree.map(np.asarray, state))
-  good = adadelta_optax.keras3_variables(tx, state)
+  good = adadelta_optax.interop.keras3_variables(tx, state)
   good[-1] = -np.ones((3, 2))
   with pytest.raises(ValueError, match=r"variables\[5\] \(accumulated_delta_var of leaf \['w'\]\)"):
-    adadelta_optax.set_keras3_variables(tx, state, good)
+    adadelta_optax.interop.set_keras3_variables(tx, state, good)
   jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state), before)
 
 
@@ -181,21 +181,23 @@ def test_keras3_variables_layout_and_names():
   tx = adadelta_optax.presets.keras3(learning_rate=0.5)
   params = jax.tree.map(jnp.asarray, PARAMS)
   updates, state = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
-  values = adadelta_optax.keras3_variables(tx, state)
+  values = adadelta_optax.interop.keras3_variables(tx, state)
   assert [v.shape for v in values] == [(), (), (2,), (2,), (3, 2), (3, 2)]
   assert values[0].dtype == np.int32 and int(values[0]) == 1 and float(values[1]) == 0.5
-  restored = adadelta_optax.set_keras3_variables(tx, tx.init(params), _keras_names(tx, values))
+  restored = adadelta_optax.interop.set_keras3_variables(
+    tx, tx.init(params), _keras_names(tx, values)
+  )
   jax.tree.map(np.testing.assert_array_equal, restored, state)
 
   named = _keras_names(tx, values)
   named[2], named[3] = named[3], named[2]  # accumulated_grad and delta_var swapped
   with pytest.raises(ValueError, match=r"variables\[2\].*ending in '_accumulated_grad'"):
-    adadelta_optax.set_keras3_variables(tx, state, named)
+    adadelta_optax.interop.set_keras3_variables(tx, state, named)
   with pytest.raises(ValueError, match=r"variables has 5 entries; .* 6 Keras 3 variables"):
-    adadelta_optax.set_keras3_variables(tx, state, values[:-1])
+    adadelta_optax.interop.set_keras3_variables(tx, state, values[:-1])
   values[1] = np.float32(0.25)
   with pytest.raises(ValueError, match=r"variables\[1\] \(learning_rate\).*0.5"):
-    adadelta_optax.set_keras3_variables(tx, state, values)
+    adadelta_optax.interop.set_keras3_variables(tx, state, values)
 
 
 @pytest.mark.parametrize("floatx", ["float32", "float64"])
@@ -206,9 +208,9 @@ def test_keras3_variables_round_trip_our_own_export(learning_rate, floatx):
   tx = adadelta_optax.presets.keras3(learning_rate=learning_rate)
   params = jax.tree.map(jnp.asarray, PARAMS)
   _, state = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
-  values = adadelta_optax.keras3_variables(tx, state, floatx=floatx)
+  values = adadelta_optax.interop.keras3_variables(tx, state, floatx=floatx)
   assert values[1].dtype == np.dtype(floatx)
-  restored = adadelta_optax.set_keras3_variables(tx, tx.init(params), values)
+  restored = adadelta_optax.interop.set_keras3_variables(tx, tx.init(params), values)
   jax.tree.map(np.testing.assert_array_equal, restored, state)
 
 
@@ -219,10 +221,10 @@ def test_keras3_learning_rate_variable_must_be_a_float(bad, error):
   """A learning-rate variable holding the string '0.5' (or a bool) is refused, naming it."""
   tx = adadelta_optax.presets.keras3(learning_rate=0.5)
   params = jax.tree.map(jnp.asarray, PARAMS)
-  values = adadelta_optax.keras3_variables(tx, tx.init(params))
+  values = adadelta_optax.interop.keras3_variables(tx, tx.init(params))
   values[1] = bad
   with pytest.raises(error, match=r"variables\[1\] \(learning_rate\)"):
-    adadelta_optax.set_keras3_variables(tx, tx.init(params), values)
+    adadelta_optax.interop.set_keras3_variables(tx, tx.init(params), values)
 
 
 def test_keras3_training_state_layout():
@@ -233,15 +235,15 @@ def test_keras3_training_state_layout():
   state = tx.init(params)
   for _ in range(3):
     _, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
-  values = adadelta_optax.keras3_variables(tx, state)
+  values = adadelta_optax.interop.keras3_variables(tx, state)
   # iteration, learning_rate, 2 averages, 2 gradient accumulators, 2 x 2 accumulators
   assert len(values) == 10 and int(values[0]) == 3
   np.testing.assert_array_equal(values[4], 1.0)  # the third gradient, waiting
-  restored = adadelta_optax.set_keras3_variables(tx, tx.init(params), values)
+  restored = adadelta_optax.interop.set_keras3_variables(tx, tx.init(params), values)
   assert int(restored.inner.count) == 1 and int(restored.iteration) == 3
   jax.tree.map(np.testing.assert_array_equal, restored, state)
   with pytest.raises(ValueError, match="state_dtype"):
-    adadelta_optax.keras3_variables(adadelta_optax.adadelta(state_dtype="float32"), state)
+    adadelta_optax.interop.keras3_variables(adadelta_optax.adadelta(state_dtype="float32"), state)
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,9 @@ def main(out, rank, nproc, port):
     mesh = jax.make_mesh((nproc,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
     replicated = NamedSharding(mesh, P())
     params = jax.device_put(params, replicated)
-    state = jax.jit(tx.init, out_shardings=adadelta_optax.state_shardings(tx, params))(params)
+    state = jax.jit(tx.init, out_shardings=adadelta_optax.distributed.state_shardings(tx, params))(
+      params
+    )
 
     # Each process: its shard's gradient sum (the same compiled program as the one-process run),
     # then one cross-process sum (an all-reduce) and the optimizer step on replicated arrays.

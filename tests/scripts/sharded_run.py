@@ -97,7 +97,7 @@ def main():
             got,
           )
       # 2. under jit, with state_shardings as out_shardings.
-      state_sh = adadelta_optax.state_shardings(tx, params)
+      state_sh = adadelta_optax.distributed.state_shardings(tx, params)
       state = jax.jit(tx.init, out_shardings=state_sh)(params)
       for leaf_name in host:
         got = state.accum_var[leaf_name].sharding
@@ -194,7 +194,7 @@ def norm_layouts(mesh, rng):
   uneven leaves made inside the step from replicated inputs (a slice each, no collective): 7 rows
   over 4 devices, and 7 entries over 8 devices (one shard all padding).
   """
-  from adadelta_optax._global_norm import squared_norms
+  from adadelta_optax.core._global_norm import squared_norms
 
   specs = {
     "both": P(("fsdp", "tp")),

@@ -27,10 +27,10 @@ def main(ckpt_dir, steps, every, out):
   )
   for step in found:
     try:
-      tree = adadelta_optax.restore_checkpoint(
+      tree = adadelta_optax.checkpoint.restore_checkpoint(
         os.path.join(ckpt_dir, f"step_{step}"), {"params": params, "opt_state": state}
       )
-    except adadelta_optax.CheckpointError as error:
+    except adadelta_optax.checkpoint.CheckpointError as error:
       print("skipping", step, error, flush=True)
       continue
     params, state, start = tree["params"], tree["opt_state"], step
@@ -41,7 +41,7 @@ def main(ckpt_dir, steps, every, out):
     params, state = step_fn(grads, state, params)
     if (t + 1) % every == 0:
       path = os.path.join(ckpt_dir, f"step_{t + 1}")
-      adadelta_optax.save_checkpoint(path, {"params": params, "opt_state": state})
+      adadelta_optax.checkpoint.save_checkpoint(path, {"params": params, "opt_state": state})
       print("saved", t + 1, flush=True)
       time.sleep(0.05)
   leaves = jax.tree_util.tree_flatten_with_path((params, state))[0]

@@ -30,9 +30,10 @@ from typing import Any, Literal
 import jax.numpy as jnp
 import numpy as np
 
-from adadelta_optax import _validation, schedules
-from adadelta_optax._alias import Adadelta, adadelta, with_keras_training
-from adadelta_optax._weight_decay import MaskOrFn
+from adadelta_optax import schedules
+from adadelta_optax.core import _validation
+from adadelta_optax.core._optimizer import Adadelta, adadelta, with_keras_training
+from adadelta_optax.core._weight_decay import MaskOrFn
 
 Version = Literal[1, 2, 3]
 
@@ -291,7 +292,7 @@ def from_keras_config(
 
   Example:
     >>> import adadelta_optax
-    >>> tx = adadelta_optax.from_keras_config(
+    >>> tx = adadelta_optax.interop.from_keras_config(
     ...     {"lr": 1.0, "rho": 0.95, "decay": 0.0, "epsilon": None, "clipnorm": 1.0})
     >>> tx.config.epsilon, tx.config.clip_order
     (1e-07, 'norm_then_value')

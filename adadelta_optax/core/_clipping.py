@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adadelta_optax._global_norm import abs_square, squared_norms
+from adadelta_optax.core._global_norm import abs_square, squared_norms
 
 
 def _squared_norm(leaf: jax.Array) -> jax.Array:
@@ -78,7 +78,7 @@ def global_norm_scale(grads: optax.Updates, global_clipnorm: Any) -> jax.Array:
 
   Computed in the widest real dtype among the leaves (TF requires them all equal), each leaf's
   squared norm too. Sharded leaves cost one all-reduce in all
-  (:func:`adadelta_optax._global_norm.squared_norms`).
+  (:func:`adadelta_optax.core._global_norm.squared_norms`).
   """
   leaves = jax.tree.leaves(grads)
   dtype = jnp.result_type(*[_real_dtype(leaf) for leaf in leaves]) if leaves else jnp.float32

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding, SingleDeviceSharding
 
-from adadelta_optax._core import ScaleByAdadeltaState
-from adadelta_optax._state import AdadeltaState
+from adadelta_optax.core._rule import ScaleByAdadeltaState
+from adadelta_optax.core._state import AdadeltaState
 
 
 def _device_id(device: Any) -> int:
@@ -66,7 +66,7 @@ def state_shardings(tx: Any, params: Any) -> Any:
     >>> import adadelta_optax
     >>> tx = adadelta_optax.adadelta()
     >>> params = {"w": jnp.ones((4, 2))}
-    >>> shardings = adadelta_optax.state_shardings(tx, params)
+    >>> shardings = adadelta_optax.distributed.state_shardings(tx, params)
     >>> state = jax.jit(tx.init, out_shardings=shardings)(params)
     >>> state.accum_grad["w"].sharding == params["w"].sharding
     True

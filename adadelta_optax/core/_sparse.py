@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adadelta_optax._state import AdadeltaState
+from adadelta_optax.core._state import AdadeltaState
 
 
 def touched_rows(grad: jax.Array) -> jax.Array | None:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adadelta_optax._state import AdadeltaState
+from adadelta_optax.core._state import AdadeltaState
 
 
 def _is_adadelta_state(node: Any) -> bool:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adadelta_optax import _validation
+from adadelta_optax.core import _validation
 
 
 class ScaleByAdadeltaState(NamedTuple):
@@ -147,7 +147,8 @@ def scale_by_adadelta(
 
     def zeros(leaf: jax.Array) -> jax.Array:
       # zeros_like keeps a committed (e.g. sharded) parameter's sharding outside jit; under jit
-      # XLA decides, so pass adadelta_optax.state_shardings(...) as the jit's out_shardings.
+      # XLA decides, so pass adadelta_optax.distributed.state_shardings(...) as the jit's
+      # out_shardings.
       return jnp.zeros_like(leaf, dtype=accumulator_dtype(jnp.result_type(leaf), state_dtype))
 
     return ScaleByAdadeltaState(

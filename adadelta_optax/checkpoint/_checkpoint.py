@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from adadelta_optax import _validation
+from adadelta_optax.core import _validation
 
 FORMAT = 2
 _READABLE_FORMATS = (1, 2)
@@ -119,8 +119,8 @@ def save_checkpoint(directory: str | os.PathLike[str], tree: Any) -> None:
     >>> params = {"w": jnp.ones(3)}
     >>> tree = {"params": params, "opt_state": tx.init(params)}
     >>> path = tempfile.mkdtemp() + "/step_0"
-    >>> adadelta_optax.save_checkpoint(path, tree)
-    >>> restored = adadelta_optax.restore_checkpoint(path, tree)
+    >>> adadelta_optax.checkpoint.save_checkpoint(path, tree)
+    >>> restored = adadelta_optax.checkpoint.restore_checkpoint(path, tree)
     >>> type(restored["opt_state"]).__name__
     'AdadeltaState'
   """

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import optax
 
-from adadelta_optax import _validation
+from adadelta_optax.core import _validation
 
 MaskOrFn = Any | Callable[[optax.Params], Any] | None
 

@@ -11,25 +11,26 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adadelta_optax import (
+from adadelta_optax.core import (
   _clipping,
   _config,
-  _core,
-  _fast,
   _gradients,
+  _kernel,
+  _rule,
   _sparse,
+  _step,
   _validation,
   _weights,
 )
-from adadelta_optax._config import AdadeltaConfig, Implementation, TrainingOptions, fields_of
-from adadelta_optax._keras_training import KerasTraining, MicroStepSchedule
-from adadelta_optax._learning_rate import (
+from adadelta_optax.core._config import AdadeltaConfig, Implementation, TrainingOptions, fields_of
+from adadelta_optax.core._keras_training import KerasTraining, MicroStepSchedule
+from adadelta_optax.core._learning_rate import (
   ScaleByDecayedLearningRateState,
   scale_by_decayed_learning_rate,
 )
-from adadelta_optax._state import AdadeltaState
-from adadelta_optax._weight_decay import MaskOrFn, add_decayed_weights, require_params
-from adadelta_optax._weight_decay import is_disabled as is_weight_decay_disabled
+from adadelta_optax.core._state import AdadeltaState
+from adadelta_optax.core._weight_decay import MaskOrFn, add_decayed_weights, require_params
+from adadelta_optax.core._weight_decay import is_disabled as is_weight_decay_disabled
 
 
 class Adadelta(optax.GradientTransformationExtraArgs):
@@ -57,8 +58,12 @@ class Adadelta(optax.GradientTransformationExtraArgs):
 
   @property
   def hyperparams(self) -> dict[str, Any]:
-    """:attr:`config` and :attr:`training_options` as one dict of arguments, by name."""
-    return {**fields_of(self.config), **fields_of(self.training_options)}
+    """The arguments this optimizer was built with, by name: those of :func:`adadelta`
+    (:attr:`config`), and for :func:`with_keras_training`'s wrapper its options too. So
+    ``adadelta(**tx.hyperparams)`` rebuilds a plain optimizer."""
+    owner = _owner(self)
+    training = fields_of(owner.training) if isinstance(owner, KerasTraining) else {}
+    return {**fields_of(self.config), **training}
 
   def get_config(self) -> dict[str, Any]:
     """The hyperparameters as a JSON-serializable dict; :meth:`from_config` inverts it.
@@ -120,7 +125,7 @@ class Adadelta(optax.GradientTransformationExtraArgs):
     if self.implementation != "kernel" or jax.device_count() != 1:
       return 0
     state = jax.eval_shape(self.init, params)
-    return _fast.kernel_bytes(self.config, params, state.accum_grad, apply=apply)
+    return _kernel.kernel_bytes(self.config, params, state.accum_grad, apply=apply)
 
   def get_gradients(self, loss_fn: Callable[..., Any], params: optax.Params, *args: Any) -> Any:
     """Gradients of the scalar ``loss_fn(params, *args)`` with respect to ``params``.
@@ -161,24 +166,24 @@ class _AdadeltaTransform:
     c = config
     self.state_dtype = c.state_dtype
     wd, decoupled = c.weight_decay, c.decoupled_weight_decay
-    if c.implementation == "kernel" and not _fast.kernel_available():
+    if c.implementation == "kernel" and not _kernel.kernel_available():
       raise ValueError(
-        f"implementation='kernel' but {_fast.kernel_unavailable_reason()}; reinstall with a "
+        f"implementation='kernel' but {_kernel.kernel_unavailable_reason()}; reinstall with a "
         "C++ compiler present, or use implementation='auto' or 'fused'."
       )
     self.path: Literal["kernel", "fused", "xla"]
     if c.implementation == "xla" or c.implementation == "fused":
       self.path = c.implementation
     else:
-      _fast.warn_if_unavailable()  # once per process: why 'auto' runs without the kernel
-      self.path = "kernel" if _fast.kernel_available() else "fused"
+      _kernel.warn_if_unavailable()  # once per process: why 'auto' runs without the kernel
+      self.path = "kernel" if _kernel.kernel_available() else "fused"
     # The "xla" path: the same step as a chain of the package's public transforms.
     self.pre_rule = optax.chain(
       optax.scale(-1.0) if c.maximize else optax.identity(),
       _clipping.clip_gradients(c.clipvalue, c.clipnorm, c.global_clipnorm, clip_order=c.clip_order),
       add_decayed_weights(0.0 if decoupled else wd, c.weight_decay_mask),
     )
-    self.rule = _core.scale_by_adadelta(c.rho, c.epsilon, state_dtype=c.state_dtype)
+    self.rule = _rule.scale_by_adadelta(c.rho, c.epsilon, state_dtype=c.state_dtype)
     self.post_rule = add_decayed_weights(wd if decoupled else 0.0, c.weight_decay_mask)
     self.learning_rate = scale_by_decayed_learning_rate(c.learning_rate, c.decay)
 
@@ -187,7 +192,7 @@ class _AdadeltaTransform:
       return tree
     return jax.tree.map(
       lambda x: jnp.asarray(x).astype(
-        _core.accumulator_dtype(jnp.result_type(x), self.state_dtype)
+        _rule.accumulator_dtype(jnp.result_type(x), self.state_dtype)
       ),
       tree,
     )
@@ -214,7 +219,7 @@ class _AdadeltaTransform:
     updates, params_c = self._cast(updates), self._cast(params)
     updates, _ = self.pre_rule.update(updates, self.pre_rule.init(None), params_c)
     updates, rule_state = self.rule.update(
-      updates, _core.ScaleByAdadeltaState(state.accum_grad, state.accum_var)
+      updates, _rule.ScaleByAdadeltaState(state.accum_grad, state.accum_var)
     )
     updates, _ = self.post_rule.update(updates, optax.EmptyState(), params_c)
     updates, lr_state = self.learning_rate.update(
@@ -267,7 +272,7 @@ class _AdadeltaTransform:
     needs_params = apply or not is_weight_decay_disabled(self.config.weight_decay)
     if needs_params:
       require_params(grads, params)
-    out, accum_grad, accum_var = _fast.tree_step(
+    out, accum_grad, accum_var = _step.tree_step(
       self.config,
       grads,
       state.accum_grad,
@@ -354,7 +359,7 @@ def adadelta(
       every leaf with ``ndim >= 2``, rows (leading axis) whose gradient is zero everywhere keep
       their parameters *and* accumulators unchanged (no ``rho`` decay, no weight decay); other
       rows update normally. Costs one reduction over each such gradient and three selects; the
-      dense step is still computed for every row. See :mod:`adadelta_optax._sparse`.
+      dense step is still computed for every row. See :mod:`adadelta_optax.core._sparse`.
 
   Returns:
     An :class:`Adadelta`, usable anywhere an :class:`optax.GradientTransformationExtraArgs` is.
@@ -435,7 +440,7 @@ def with_keras_training(
 ) -> Adadelta:
   r"""Adds Keras 3's ``loss_scale_factor``, ``gradient_accumulation_steps`` and EMA to ``tx``.
 
-  Keras 3's optimizer base class in optax form (see :mod:`adadelta_optax._keras_training` for
+  Keras 3's optimizer base class in optax form (see :mod:`adadelta_optax.core._keras_training` for
   the exact order). With all options off ``tx`` is returned unchanged.
 
   - ``loss_scale_factor = s``: gradients are divided by ``s`` first. Multiply your loss by ``s``

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import optax
 
-from adadelta_optax import _validation, _weights
+from adadelta_optax.core import _validation, _weights
 
 
 def _find(tree: Any, cls: type) -> list[Any]:
@@ -33,7 +33,7 @@ def load_optax_state(state: Any, optax_state: Any, *, count: int | None = None) 
     >>> params = jnp.ones(2)
     >>> _, optax_state = theirs.update(jnp.ones(2), theirs.init(params), params)
     >>> tx = adadelta_optax.presets.optax()
-    >>> state = adadelta_optax.load_optax_state(tx.init(params), optax_state, count=1)
+    >>> state = adadelta_optax.interop.load_optax_state(tx.init(params), optax_state, count=1)
     >>> print(state.accum_grad, int(state.count))
     [0.1 0.1] 1
 

@@ -1,14 +1,12 @@
-"""The fused fast path: the whole Adadelta step of every leaf in one pass over memory.
+"""The binding of the C++ CPU kernel (``adadelta_optax/_kernel/adadelta_cpu.cc``).
 
-On CPU, the float32 and float64 leaves go to a C++ XLA FFI kernel (``_kernel/adadelta_cpu.cc``),
-up to :data:`MAX_LEAVES_PER_CALL` leaves per call, which reads each gradient, parameter and
-accumulator once and writes the parameter and accumulators once, in place: 28 bytes per float32
-parameter (32 with norm clipping, whose norm needs one more read of the gradient). On every other
-platform, and for leaves the kernel does not take (complex, bfloat16/float16, accumulators in
-another dtype), the same step runs as plain JAX built from the functions of the reference path
-(:func:`adadelta_optax._core.adadelta_step` and friends), which XLA fuses on GPU and TPU. The
-choice is made by :func:`jax.lax.platform_dependent` at lowering time, so one jitted or exported
-function serves CPU, GPU and TPU."""
+It loads the compiled kernel, checks that the installed jaxlib accepts it (the XLA FFI API
+version), registers its targets for CPU, and calls it on groups of leaves, with a
+:func:`jax.vmap` rule (the kernel serves the whole batch) and derivatives taken from the same
+step in plain JAX. What the kernel computes is defined in :mod:`adadelta_optax.core._step`; the
+kernel implements that arithmetic for float32 and float64 leaves, tested bit for bit or to a
+stated ulp bound (``tests/test_kernel_flags.py``, ``tests/test_fast.py``).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +17,7 @@ import re
 import sys
 import types
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +25,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adadelta_optax import _clipping, _core
-from adadelta_optax._config import AdadeltaConfig
-from adadelta_optax._learning_rate import decayed_learning_rate
-from adadelta_optax._weight_decay import is_disabled, resolve_mask
+from adadelta_optax.core._config import AdadeltaConfig
+from adadelta_optax.core._weight_decay import is_disabled
 
-# Bit flags and hyperparameter layout shared with _kernel/adadelta_cpu.cc. NORM_FIRST (with
-# NORM_CLIP): tf.keras 1.x order, the leaf's norm over the raw gradient and the value clip after.
-CLIP_VALUE, SCALE, COUPLED, DECOUPLED, NORM_CLIP, NORM_FIRST = 1, 2, 4, 8, 32, 64
-HYPER_FIELDS = (
-  "rho",
-  "one_minus_rho",
-  "epsilon",
-  "neg_lr",
-  "grad_scale",
-  "clipvalue",
-  "clipnorm",
-  "wd_coupled",
-  "wd_decoupled",
-)
+# The package's root: the compiled kernel lies there, and warnings point past its frames.
+_PACKAGE = Path(__file__).resolve().parent.parent
+
 KERNEL_DTYPES = (jnp.dtype("float32"), jnp.dtype("float64"))
-# XLA's compile time grows faster than linearly in the operands of one instruction (alias and
-# copy analysis), so a group of leaves is split into calls of at most this many leaves.
-MAX_LEAVES_PER_CALL = 32
 _SYMBOLS = {
   "adadelta_optax_tree_f32": "AdadeltaTreeF32",
   "adadelta_optax_tree_f64": "AdadeltaTreeF64",
@@ -74,7 +57,7 @@ class KernelUnavailableWarning(UserWarning):
 def kernel_file() -> Path | None:
   """The compiled kernel next to this module: ``_adadelta_cpu.so``, as setup.py names it, else one
   with a CPython suffix (a build of an older setup.py); None when there is none."""
-  directory = Path(__file__).parent
+  directory = _PACKAGE
   if (directory / "_adadelta_cpu.so").is_file():
     return directory / "_adadelta_cpu.so"
   return next(iter(sorted(directory.glob("_adadelta_cpu*.so"))), None)
@@ -207,7 +190,7 @@ def warn_if_unavailable() -> None:
 def _caller_stacklevel() -> int:
   """The ``stacklevel`` of the first frame outside this package: the user's line that built the
   optimizer, however many of the package's functions lie between."""
-  package = Path(__file__).resolve().parent
+  package = _PACKAGE
   frame: types.FrameType | None = sys._getframe(1)  # noqa: SLF001 - CPython's frame accessor
   level = 1
   while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(package):
@@ -215,62 +198,7 @@ def _caller_stacklevel() -> int:
   return level
 
 
-def hyper_vector(accum_dtype: Any, **values: Any) -> jax.Array:
-  """A leaf's hyperparameter vector (in :func:`compute_dtype`), in the kernel's layout."""
-  dtype = compute_dtype(accum_dtype)
-  return jnp.stack([jnp.asarray(values[name], dtype) for name in HYPER_FIELDS])
-
-
-def compute_dtype(accum_dtype: Any) -> jnp.dtype:
-  """The dtype of a leaf's hyperparameter vector: its real dtype, at least float32."""
-  real = jnp.real(jnp.zeros((), accum_dtype)).dtype
-  return jnp.promote_types(real, jnp.float32)
-
-
-def leaf_step_jax(
-  grad: jax.Array,
-  param: jax.Array | None,
-  accum_grad: jax.Array,
-  accum_var: jax.Array,
-  hyper: jax.Array,
-  flags: int,
-  apply: bool,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """The fused step in plain JAX: the reference path's functions, applied to one leaf.
-
-  Hyperparameters act in the leaf's (real) dtype, as Python scalars do in the reference path;
-  the learning rate multiplies in at least float32, as in ``scale_by_decayed_learning_rate``.
-  """
-  real = jnp.real(jnp.zeros((), accum_grad.dtype)).dtype
-  h = {name: value.astype(real) for name, value in zip(HYPER_FIELDS, hyper, strict=True)}
-  g = grad.astype(accum_grad.dtype)
-  if flags & CLIP_VALUE and not flags & NORM_FIRST:
-    g = _clipping.clip_value(g, h["clipvalue"])
-  if flags & SCALE:
-    g = g * h["grad_scale"]
-  if flags & CLIP_VALUE and flags & NORM_FIRST:
-    g = _clipping.clip_value(g, h["clipvalue"])
-  x = None if param is None else param.astype(accum_grad.dtype)
-  if flags & COUPLED:
-    g = g + h["wd_coupled"] * x
-  update, new_accum_grad, new_accum_var = _core.adadelta_step(
-    g, accum_grad, accum_var, h["rho"], h["epsilon"], h["one_minus_rho"]
-  )
-  if flags & DECOUPLED:
-    update = update + h["wd_decoupled"] * x
-  step = (hyper[HYPER_FIELDS.index("neg_lr")] * update).astype(update.dtype)
-  if apply:
-    assert param is not None  # apply needs the params (checked by the caller)
-    # Formed in the wider of the param's and the state's dtype, rounded once: a bfloat16 param
-    # with a float32 state gains the state's precision, and a float32 param with a bfloat16
-    # state keeps its own (forming it in bfloat16 would round the param itself every step).
-    wide = jnp.promote_types(param.dtype, update.dtype)
-    new_param = param.astype(wide) + step.astype(wide)
-    return new_param.astype(param.dtype), new_accum_grad, new_accum_var
-  return step.astype(grad.dtype), new_accum_grad, new_accum_var
-
-
-def _kernel_call(
+def kernel_call(
   grads: list[jax.Array],
   params: list[jax.Array] | None,
   accum_grads: list[jax.Array],
@@ -282,9 +210,10 @@ def _kernel_call(
 ) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
   """All leaves of one dtype through one call of the C++ kernel, updated in place.
 
-  ``hyper_rows`` has shape ``(segments, len(HYPER_FIELDS))``: each leaf is cut into ``segments``
-  equal runs of elements, run ``s`` stepped with row ``s`` (one row for a plain step; one per
-  batch element under :func:`jax.vmap`, see :func:`_batched_kernel_call`).
+  ``hyper_rows`` has shape ``(segments, fields)`` (the fields of ``_step.HYPER_FIELDS``): each
+  leaf is cut into ``segments`` equal runs of elements, run ``s`` stepped with row ``s`` (one row
+  for a plain step; one per batch element under :func:`jax.vmap`, see
+  :func:`_batched_kernel_call`).
 
   ``apply`` writes the new params over the params; otherwise the update goes over the gradient,
   which in a train step dies there (XLA copies a gradient that is still needed first): in a step
@@ -314,7 +243,7 @@ def _kernel_call(
 
 
 def _batched_kernel_call(flags: np.ndarray, apply: bool) -> Any:
-  """:func:`_kernel_call` with a :func:`jax.vmap` rule: the kernel serves the whole batch.
+  """:func:`kernel_call` with a :func:`jax.vmap` rule: the kernel serves the whole batch.
 
   The step is elementwise within a leaf except per-leaf norm clipping, whose norms the kernel
   takes per segment. A batch of ``B`` problems is therefore one call on the ``(B, ...)`` leaves
@@ -327,9 +256,7 @@ def _batched_kernel_call(flags: np.ndarray, apply: bool) -> Any:
   def call(
     grads: Any, params: Any, accum_grads: Any, accum_vars: Any, hyper_rows: jax.Array
   ) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
-    return _kernel_call(
-      grads, params, accum_grads, accum_vars, hyper_rows, flags=flags, apply=apply
-    )
+    return kernel_call(grads, params, accum_grads, accum_vars, hyper_rows, flags=flags, apply=apply)
 
   @call.def_vmap
   def rule(axis_size: int, in_batched: Any, *args: Any) -> tuple[Any, Any]:
@@ -345,7 +272,7 @@ def _batched_kernel_call(flags: np.ndarray, apply: bool) -> Any:
   return call
 
 
-def _group_kernel(
+def group_kernel(
   grads: list[jax.Array],
   params: list[jax.Array] | None,
   accum_grads: list[jax.Array],
@@ -353,15 +280,16 @@ def _group_kernel(
   hyper: jax.Array,
   flags: np.ndarray,
   apply: bool,
+  jax_fn: Callable[..., Any],
 ) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
-  """The kernel's group step, transformable like :func:`_group_jax`.
+  """The kernel's group step, transformable like ``jax_fn``: the same step in plain JAX
+  (:func:`adadelta_optax.core._step.group_jax` with these ``flags`` and ``apply``).
 
   Its derivatives (``jax.jvp``, ``jax.grad``, ``jax.linearize``: hypergradients, meta-learning)
-  are those of :func:`_group_jax`, the same step in plain JAX; the primal values stay the
-  kernel's. Under :func:`jax.vmap` the kernel takes the whole batch (:func:`_batched_kernel_call`).
+  are those of ``jax_fn``; the primal values stay the kernel's. Under :func:`jax.vmap` the kernel
+  takes the whole batch (:func:`_batched_kernel_call`).
   """
   call = _batched_kernel_call(flags, apply)
-  jax_fn = functools.partial(_group_jax, flags=flags, apply=apply)
 
   @jax.custom_jvp
   def step(grads: Any, params: Any, accum_grads: Any, accum_vars: Any, hyper: jax.Array) -> Any:
@@ -374,160 +302,6 @@ def _group_kernel(
 
   out, new_accum_grads, new_accum_vars = step(grads, params, accum_grads, accum_vars, hyper)
   return list(out), list(new_accum_grads), list(new_accum_vars)
-
-
-def _group_jax(
-  grads: list[jax.Array],
-  params: list[jax.Array] | None,
-  accum_grads: list[jax.Array],
-  accum_vars: list[jax.Array],
-  hyper: jax.Array,
-  flags: np.ndarray,
-  apply: bool,
-) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
-  """The same as :func:`_group_kernel` in plain JAX (other platforms and other dtypes)."""
-  results = []
-  for i, (g, a, d) in enumerate(zip(grads, accum_grads, accum_vars, strict=True)):
-    x = None if params is None else params[i]
-    leaf_flags = int(flags[i])
-    leaf_hyper = hyper
-    if leaf_flags & NORM_CLIP:
-      c = hyper[HYPER_FIELDS.index("clipnorm")]
-      clipped = g.astype(a.dtype)
-      if leaf_flags & CLIP_VALUE and not leaf_flags & NORM_FIRST:
-        clipped = _clipping.clip_value(clipped, hyper[HYPER_FIELDS.index("clipvalue")])
-      norm = _clipping.leaf_norm(clipped).astype(hyper.dtype)
-      index = HYPER_FIELDS.index("grad_scale")
-      leaf_hyper = hyper.at[index].set(hyper[index] * _clipping.norm_scale(norm, c))
-      leaf_flags |= SCALE
-    results.append(leaf_step_jax(g, x, a, d, leaf_hyper, leaf_flags, apply))
-  return [r[0] for r in results], [r[1] for r in results], [r[2] for r in results]
-
-
-def group_step(
-  grads: list[jax.Array],
-  params: list[jax.Array] | None,
-  accum_grads: list[jax.Array],
-  accum_vars: list[jax.Array],
-  hyper: jax.Array,
-  flags: np.ndarray,
-  apply: bool,
-  use_kernel: bool,
-) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
-  """A group of leaves sharing an accumulator dtype: ``(outs, accum_grads, accum_vars)``.
-
-  With ``use_kernel`` and a float32/float64 group whose gradients and params have that dtype too,
-  CPU runs the C++ kernel (one call for the group) and every other platform :func:`_group_jax`,
-  chosen at lowering time by :func:`jax.lax.platform_dependent`.
-  """
-  dtype = accum_grads[0].dtype
-  takes = (
-    use_kernel
-    and dtype in KERNEL_DTYPES
-    and all(jnp.result_type(g) == dtype for g in grads)
-    and all(jnp.result_type(x) == dtype for x in params or [])
-  )
-  jax_fn = functools.partial(_group_jax, flags=flags, apply=apply)
-  if not takes:
-    return jax_fn(grads, params, accum_grads, accum_vars, hyper)
-  kernel_fn = functools.partial(_group_kernel, flags=flags, apply=apply)
-  outs, new_accum_grads, new_accum_vars = jax.lax.platform_dependent(
-    grads, params, accum_grads, accum_vars, hyper, cpu=kernel_fn, default=jax_fn
-  )
-  return outs, new_accum_grads, new_accum_vars
-
-
-def tree_step(
-  config: AdadeltaConfig,
-  grads: Any,
-  accum_grad: Any,
-  accum_var: Any,
-  count: jax.Array,
-  params: Any,
-  *,
-  apply: bool,
-  use_kernel: bool,
-) -> tuple[Any, Any, Any]:
-  """The fused step over a whole tree: ``(new params or updates, new accum_grad, new accum_var)``.
-
-  Tree-wide quantities (the learning rate at ``count``, the global clipping scale, weight-decay
-  masks) are computed first with the reference path's functions; then the leaves are grouped by
-  accumulator dtype and each group takes one :func:`group_step`. ``grads`` and ``params`` are
-  already checked; ``params`` is given wherever weight decay or ``apply`` needs it.
-  """
-  c = config
-  treedef: Any = jax.tree.structure(accum_grad)  # a PyTreeDef (opaque to type checkers)
-  g_leaves = treedef.flatten_up_to(grads)
-  a_leaves = treedef.flatten_up_to(accum_grad)
-  d_leaves = treedef.flatten_up_to(accum_var)
-  p_leaves = None if params is None else treedef.flatten_up_to(params)
-  clipvalue, clipnorm, global_clipnorm = c.clipvalue, c.clipnorm, c.global_clipnorm
-  sign = -1.0 if c.maximize else 1.0
-  global_scale: Any = 1.0
-  if global_clipnorm is not None:
-    # Norms of the value-clipped gradient in the accumulator dtype (tf.keras order and casts).
-    clipped = [
-      g.astype(a.dtype) if clipvalue is None else _clipping.clip_value(g.astype(a.dtype), clipvalue)
-      for g, a in zip(g_leaves, a_leaves, strict=True)
-    ]
-    global_scale = _clipping.global_norm_scale(clipped, global_clipnorm)
-  wd = c.weight_decay
-  selected = (
-    [False] * len(a_leaves)
-    if is_disabled(wd)
-    else treedef.flatten_up_to(resolve_mask(c.weight_decay_mask, params))
-  )
-  base_flags = (CLIP_VALUE if clipvalue is not None else 0) | (
-    SCALE if global_clipnorm is not None or c.maximize else 0
-  )
-  if clipnorm is not None:
-    base_flags |= NORM_CLIP | (NORM_FIRST if c.clip_order == "norm_then_value" else 0)
-  rate = c.learning_rate
-  rate = rate(count) if callable(rate) else rate
-  one_minus_rho = 1 - c.rho  # a Python float stays Python, as in the reference path
-
-  groups: dict[Any, list[int]] = {}
-  for i, a in enumerate(a_leaves):
-    groups.setdefault(a.dtype, []).append(i)
-  groups = {
-    (dtype, start): indices[start : start + MAX_LEAVES_PER_CALL]
-    for dtype, indices in groups.items()
-    for start in range(0, len(indices), MAX_LEAVES_PER_CALL)
-  }
-  outs: list[Any] = [None] * len(a_leaves)
-  new_a: list[Any] = [None] * len(a_leaves)
-  new_d: list[Any] = [None] * len(a_leaves)
-  decay_flag = DECOUPLED if c.decoupled_weight_decay else COUPLED
-  for (accum_dtype, _), indices in groups.items():
-    dtype = compute_dtype(accum_dtype)
-    flags = np.array([base_flags | (decay_flag if selected[i] else 0) for i in indices], np.int32)
-    lr = decayed_learning_rate(rate, c.decay, count, dtype)
-    hyper = hyper_vector(
-      accum_dtype,
-      rho=c.rho,
-      one_minus_rho=one_minus_rho,
-      epsilon=c.epsilon,
-      neg_lr=-lr,
-      grad_scale=sign * jnp.asarray(global_scale, dtype),
-      clipvalue=0.0 if clipvalue is None else clipvalue,
-      clipnorm=1.0 if clipnorm is None else clipnorm,
-      wd_coupled=wd if not c.decoupled_weight_decay and any(selected) else 0.0,
-      wd_decoupled=wd if c.decoupled_weight_decay and any(selected) else 0.0,
-    )
-    needs_params = apply or any(flags & (COUPLED | DECOUPLED))
-    result = group_step(
-      [g_leaves[i] for i in indices],
-      [p_leaves[i] for i in indices] if needs_params and p_leaves is not None else None,
-      [a_leaves[i] for i in indices],
-      [d_leaves[i] for i in indices],
-      hyper,
-      flags,
-      apply,
-      use_kernel,
-    )
-    for k, i in enumerate(indices):
-      outs[i], new_a[i], new_d[i] = result[0][k], result[1][k], result[2][k]
-  return treedef.unflatten(outs), treedef.unflatten(new_a), treedef.unflatten(new_d)
 
 
 def kernel_bytes(config: AdadeltaConfig, params: Any, accum_grad: Any, *, apply: bool) -> int:

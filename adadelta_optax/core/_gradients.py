@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adadelta_optax import _validation
+from adadelta_optax.core import _validation
 
 
 def get_gradients(loss_fn: Callable[..., Any], params: Any, *args: Any) -> Any:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adadelta_optax._config import AdadeltaConfig, TrainingOptions
+from adadelta_optax.core._config import AdadeltaConfig, TrainingOptions
 
 
 class KerasTrainingState(NamedTuple):

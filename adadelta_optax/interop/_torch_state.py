@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adadelta_optax import _validation, _weight_decay, _weights
-from adadelta_optax._alias import Adadelta, adadelta
-from adadelta_optax._state import AdadeltaState
+from adadelta_optax.core import _validation, _weight_decay, _weights
+from adadelta_optax.core._optimizer import Adadelta, adadelta
+from adadelta_optax.core._state import AdadeltaState
 
 #: ``param_groups`` keys of ``torch.optim.Adadelta`` (2.x); the last four do not change numbers.
 GROUP_KEYS = (

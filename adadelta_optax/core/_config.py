@@ -5,7 +5,7 @@
 options around the rule). Both check every field when they are made, with errors that name the
 field, the value and what is allowed, and cannot change afterwards (``dataclasses.replace``
 makes a checked copy). Every path reads its numbers from here: the step
-(:mod:`adadelta_optax._fast`), ``get_config`` / ``from_config`` (:func:`to_dict`,
+(:mod:`adadelta_optax.core._step`), ``get_config`` / ``from_config`` (:func:`to_dict`,
 :func:`from_dict`), and the Keras and torch interop.
 """
 
@@ -18,9 +18,9 @@ import jax
 import numpy as np
 import optax
 
-from adadelta_optax import _validation
-from adadelta_optax._clipping import ClipOrder, check_clip_order
-from adadelta_optax._weight_decay import MaskOrFn
+from adadelta_optax.core import _validation
+from adadelta_optax.core._clipping import ClipOrder, check_clip_order
+from adadelta_optax.core._weight_decay import MaskOrFn
 
 #: How the step runs (see :func:`adadelta_optax.adadelta`).
 Implementation = Literal["auto", "kernel", "fused", "xla"]
@@ -248,7 +248,7 @@ def from_dict(config: dict[str, Any]) -> tuple[AdadeltaConfig, TrainingOptions]:
   if unknown:
     raise TypeError(
       f"Unknown Adadelta config key(s) {unknown}; allowed keys are {list(CONFIG_KEYS)}. "
-      "(For a Keras config, use adadelta_optax.from_keras_config.)"
+      "(For a Keras config, use adadelta_optax.interop.from_keras_config.)"
     )
   kwargs = dict(config)
   lr = kwargs.get("learning_rate")

@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adadelta_optax import _validation, _weights
-from adadelta_optax._alias import Adadelta
-from adadelta_optax._keras_training import KerasTrainingState
+from adadelta_optax.core import _validation, _weights
+from adadelta_optax.core._keras_training import KerasTrainingState
+from adadelta_optax.core._optimizer import Adadelta
 
 
 def _layout(tx: Adadelta, n: int) -> list[tuple[str, str, int | None]]:
@@ -100,7 +100,8 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
   """A copy of ``state`` holding Keras 3 optimizer variables (checked before anything changes).
 
   Args:
-    tx: the optimizer ``state`` belongs to (e.g. from :func:`adadelta_optax.from_keras_config`).
+    tx: the optimizer ``state`` belongs to (e.g. from
+      :func:`adadelta_optax.interop.from_keras_config`).
     state: its state (``tx.init(params)``).
     variables: ``optimizer.variables`` (Keras variables, whose names are checked), ``(name,
       value)`` pairs, or plain arrays in that order (e.g. a ``.keras`` file's ``optimizer/vars``).

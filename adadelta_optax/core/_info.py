@@ -9,7 +9,8 @@ import sys
 
 import jax
 
-from adadelta_optax import _fast
+from adadelta_optax._version import __version__
+from adadelta_optax.core import _kernel
 
 
 def _version(distribution: str) -> str:
@@ -50,18 +51,16 @@ def info(*, print_report: bool = True) -> dict[str, str]:
     >>> sorted(report)[:4]
     ['adadelta_optax', 'backend', 'devices', 'ffi_api_built']
   """
-  from adadelta_optax import __version__  # the package's root imports this module
-
-  available = _fast.kernel_available()
-  path = _fast.kernel_file()
+  available = _kernel.kernel_available()
+  path = _kernel.kernel_file()
   built = None
   if path is not None:
     try:
-      built = _fast.built_ffi_api(ctypes.CDLL(str(path)))
+      built = _kernel.built_ffi_api(ctypes.CDLL(str(path)))
     except OSError:
       pass
   try:
-    running = _fast.running_ffi_api()
+    running = _kernel.running_ffi_api()
   except AttributeError:  # a jax without jax.ffi
     running = None
   backend, devices = _devices()
@@ -75,7 +74,7 @@ def info(*, print_report: bool = True) -> dict[str, str]:
     "backend": backend,
     "devices": devices,
     "kernel": "available" if available else "unavailable",
-    "kernel_reason": _fast.kernel_unavailable_reason() or "-",
+    "kernel_reason": _kernel.kernel_unavailable_reason() or "-",
     "kernel_file": "-" if path is None else str(path),
     "ffi_api_built": _api(built),
     "ffi_api_running": _api(running),

@@ -1,0 +1,266 @@
+"""The Adadelta step, defined once: every option in its order, for a whole tree of leaves.
+
+:func:`tree_step` computes what concerns the whole tree (the learning rate at the update count,
+the global clipping scale, the weight-decay mask) and groups the leaves by accumulator dtype.
+Each group steps by :func:`group_jax` (plain JAX, which XLA fuses on every platform) or, on CPU
+for float32 and float64 groups, by the C++ kernel (:mod:`adadelta_optax.core._kernel`), which
+implements the same arithmetic; :func:`jax.lax.platform_dependent` picks at lowering time, so one
+jitted or exported function serves CPU, GPU and TPU. Per leaf, in this order (:func:`leaf_step_jax`
+here, ``Body`` in the kernel):
+
+1. ``clipvalue``: ``g = clip(g, -c, c)`` (after step 2 with ``clip_order="norm_then_value"``);
+2. scale: ``g = g * s``, ``s`` = the sign (``maximize``) times the global-norm scale
+   ``c * min(1 / ||G||, 1 / c)`` or the leaf's norm scale ``c / max(||g||, c)``
+   (:func:`adadelta_optax.core._clipping.norm_scale`);
+3. coupled weight decay: ``g = g + wd * x``;
+4. the rule (:func:`adadelta_optax.core._rule.adadelta_step`): ``A = rho A + (1 - rho) g^2``,
+   ``u = sqrt(D + eps) / sqrt(A + eps) * g``, ``D = rho D + (1 - rho) u^2``;
+5. decoupled weight decay: ``u = u + wd * x``;
+6. learning rate: ``x = x + (-lr_t) * u`` (``apply``), else the update ``(-lr_t) * u``.
+
+Each leaf's gradient, parameter and accumulators are read once and written once: 28 bytes per
+float32 parameter with ``apply`` (32 with per-leaf norm clipping, whose norm reads the gradient
+once more).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adadelta_optax.core import _clipping, _kernel, _rule
+from adadelta_optax.core._config import AdadeltaConfig
+from adadelta_optax.core._learning_rate import decayed_learning_rate
+from adadelta_optax.core._weight_decay import is_disabled, resolve_mask
+
+# Bit flags and hyperparameter layout shared with _kernel/adadelta_cpu.cc. NORM_FIRST (with
+# NORM_CLIP): tf.keras 1.x order, the leaf's norm over the raw gradient and the value clip after.
+CLIP_VALUE, SCALE, COUPLED, DECOUPLED, NORM_CLIP, NORM_FIRST = 1, 2, 4, 8, 32, 64
+HYPER_FIELDS = (
+  "rho",
+  "one_minus_rho",
+  "epsilon",
+  "neg_lr",
+  "grad_scale",
+  "clipvalue",
+  "clipnorm",
+  "wd_coupled",
+  "wd_decoupled",
+)
+# XLA's compile time grows faster than linearly in the operands of one instruction (alias and
+# copy analysis), so a group of leaves is split into calls of at most this many leaves.
+MAX_LEAVES_PER_CALL = 32
+
+
+def hyper_vector(accum_dtype: Any, **values: Any) -> jax.Array:
+  """A leaf's hyperparameter vector (in :func:`compute_dtype`), in the kernel's layout."""
+  dtype = compute_dtype(accum_dtype)
+  return jnp.stack([jnp.asarray(values[name], dtype) for name in HYPER_FIELDS])
+
+
+def compute_dtype(accum_dtype: Any) -> jnp.dtype:
+  """The dtype of a leaf's hyperparameter vector: its real dtype, at least float32."""
+  real = jnp.real(jnp.zeros((), accum_dtype)).dtype
+  return jnp.promote_types(real, jnp.float32)
+
+
+def leaf_step_jax(
+  grad: jax.Array,
+  param: jax.Array | None,
+  accum_grad: jax.Array,
+  accum_var: jax.Array,
+  hyper: jax.Array,
+  flags: int,
+  apply: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The fused step in plain JAX: the reference path's functions, applied to one leaf.
+
+  Hyperparameters act in the leaf's (real) dtype, as Python scalars do in the reference path;
+  the learning rate multiplies in at least float32, as in ``scale_by_decayed_learning_rate``.
+  """
+  real = jnp.real(jnp.zeros((), accum_grad.dtype)).dtype
+  h = {name: value.astype(real) for name, value in zip(HYPER_FIELDS, hyper, strict=True)}
+  g = grad.astype(accum_grad.dtype)
+  if flags & CLIP_VALUE and not flags & NORM_FIRST:
+    g = _clipping.clip_value(g, h["clipvalue"])
+  if flags & SCALE:
+    g = g * h["grad_scale"]
+  if flags & CLIP_VALUE and flags & NORM_FIRST:
+    g = _clipping.clip_value(g, h["clipvalue"])
+  x = None if param is None else param.astype(accum_grad.dtype)
+  if flags & COUPLED:
+    g = g + h["wd_coupled"] * x
+  update, new_accum_grad, new_accum_var = _rule.adadelta_step(
+    g, accum_grad, accum_var, h["rho"], h["epsilon"], h["one_minus_rho"]
+  )
+  if flags & DECOUPLED:
+    update = update + h["wd_decoupled"] * x
+  step = (hyper[HYPER_FIELDS.index("neg_lr")] * update).astype(update.dtype)
+  if apply:
+    assert param is not None  # apply needs the params (checked by the caller)
+    # Formed in the wider of the param's and the state's dtype, rounded once: a bfloat16 param
+    # with a float32 state gains the state's precision, and a float32 param with a bfloat16
+    # state keeps its own (forming it in bfloat16 would round the param itself every step).
+    wide = jnp.promote_types(param.dtype, update.dtype)
+    new_param = param.astype(wide) + step.astype(wide)
+    return new_param.astype(param.dtype), new_accum_grad, new_accum_var
+  return step.astype(grad.dtype), new_accum_grad, new_accum_var
+
+
+def group_jax(
+  grads: list[jax.Array],
+  params: list[jax.Array] | None,
+  accum_grads: list[jax.Array],
+  accum_vars: list[jax.Array],
+  hyper: jax.Array,
+  flags: np.ndarray,
+  apply: bool,
+) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+  """A group of leaves sharing an accumulator dtype, in plain JAX: ``(outs, accum_grads,
+  accum_vars)``, each leaf by :func:`leaf_step_jax` after its norm scale (per-leaf ``clipnorm``)."""
+  results = []
+  for i, (g, a, d) in enumerate(zip(grads, accum_grads, accum_vars, strict=True)):
+    x = None if params is None else params[i]
+    leaf_flags = int(flags[i])
+    leaf_hyper = hyper
+    if leaf_flags & NORM_CLIP:
+      c = hyper[HYPER_FIELDS.index("clipnorm")]
+      clipped = g.astype(a.dtype)
+      if leaf_flags & CLIP_VALUE and not leaf_flags & NORM_FIRST:
+        clipped = _clipping.clip_value(clipped, hyper[HYPER_FIELDS.index("clipvalue")])
+      norm = _clipping.leaf_norm(clipped).astype(hyper.dtype)
+      index = HYPER_FIELDS.index("grad_scale")
+      leaf_hyper = hyper.at[index].set(hyper[index] * _clipping.norm_scale(norm, c))
+      leaf_flags |= SCALE
+    results.append(leaf_step_jax(g, x, a, d, leaf_hyper, leaf_flags, apply))
+  return [r[0] for r in results], [r[1] for r in results], [r[2] for r in results]
+
+
+def group_step(
+  grads: list[jax.Array],
+  params: list[jax.Array] | None,
+  accum_grads: list[jax.Array],
+  accum_vars: list[jax.Array],
+  hyper: jax.Array,
+  flags: np.ndarray,
+  apply: bool,
+  use_kernel: bool,
+) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+  """A group of leaves sharing an accumulator dtype: ``(outs, accum_grads, accum_vars)``.
+
+  With ``use_kernel`` and a float32/float64 group whose gradients and params have that dtype too,
+  CPU runs the C++ kernel (one call for the group) and every other platform :func:`group_jax`,
+  chosen at lowering time by :func:`jax.lax.platform_dependent`.
+  """
+  dtype = accum_grads[0].dtype
+  takes = (
+    use_kernel
+    and dtype in _kernel.KERNEL_DTYPES
+    and all(jnp.result_type(g) == dtype for g in grads)
+    and all(jnp.result_type(x) == dtype for x in params or [])
+  )
+  jax_fn = functools.partial(group_jax, flags=flags, apply=apply)
+  if not takes:
+    return jax_fn(grads, params, accum_grads, accum_vars, hyper)
+  kernel_fn = functools.partial(_kernel.group_kernel, flags=flags, apply=apply, jax_fn=jax_fn)
+  outs, new_accum_grads, new_accum_vars = jax.lax.platform_dependent(
+    grads, params, accum_grads, accum_vars, hyper, cpu=kernel_fn, default=jax_fn
+  )
+  return outs, new_accum_grads, new_accum_vars
+
+
+def tree_step(
+  config: AdadeltaConfig,
+  grads: Any,
+  accum_grad: Any,
+  accum_var: Any,
+  count: jax.Array,
+  params: Any,
+  *,
+  apply: bool,
+  use_kernel: bool,
+) -> tuple[Any, Any, Any]:
+  """The fused step over a whole tree: ``(new params or updates, new accum_grad, new accum_var)``.
+
+  Tree-wide quantities (the learning rate at ``count``, the global clipping scale, weight-decay
+  masks) are computed first with the reference path's functions; then the leaves are grouped by
+  accumulator dtype and each group takes one :func:`group_step`. ``grads`` and ``params`` are
+  already checked; ``params`` is given wherever weight decay or ``apply`` needs it.
+  """
+  c = config
+  treedef: Any = jax.tree.structure(accum_grad)  # a PyTreeDef (opaque to type checkers)
+  g_leaves = treedef.flatten_up_to(grads)
+  a_leaves = treedef.flatten_up_to(accum_grad)
+  d_leaves = treedef.flatten_up_to(accum_var)
+  p_leaves = None if params is None else treedef.flatten_up_to(params)
+  clipvalue, clipnorm, global_clipnorm = c.clipvalue, c.clipnorm, c.global_clipnorm
+  sign = -1.0 if c.maximize else 1.0
+  global_scale: Any = 1.0
+  if global_clipnorm is not None:
+    # Norms of the value-clipped gradient in the accumulator dtype (tf.keras order and casts).
+    clipped = [
+      g.astype(a.dtype) if clipvalue is None else _clipping.clip_value(g.astype(a.dtype), clipvalue)
+      for g, a in zip(g_leaves, a_leaves, strict=True)
+    ]
+    global_scale = _clipping.global_norm_scale(clipped, global_clipnorm)
+  wd = c.weight_decay
+  selected = (
+    [False] * len(a_leaves)
+    if is_disabled(wd)
+    else treedef.flatten_up_to(resolve_mask(c.weight_decay_mask, params))
+  )
+  base_flags = (CLIP_VALUE if clipvalue is not None else 0) | (
+    SCALE if global_clipnorm is not None or c.maximize else 0
+  )
+  if clipnorm is not None:
+    base_flags |= NORM_CLIP | (NORM_FIRST if c.clip_order == "norm_then_value" else 0)
+  rate = c.learning_rate
+  rate = rate(count) if callable(rate) else rate
+  one_minus_rho = 1 - c.rho  # a Python float stays Python, as in the reference path
+
+  groups: dict[Any, list[int]] = {}
+  for i, a in enumerate(a_leaves):
+    groups.setdefault(a.dtype, []).append(i)
+  groups = {
+    (dtype, start): indices[start : start + MAX_LEAVES_PER_CALL]
+    for dtype, indices in groups.items()
+    for start in range(0, len(indices), MAX_LEAVES_PER_CALL)
+  }
+  outs: list[Any] = [None] * len(a_leaves)
+  new_a: list[Any] = [None] * len(a_leaves)
+  new_d: list[Any] = [None] * len(a_leaves)
+  decay_flag = DECOUPLED if c.decoupled_weight_decay else COUPLED
+  for (accum_dtype, _), indices in groups.items():
+    dtype = compute_dtype(accum_dtype)
+    flags = np.array([base_flags | (decay_flag if selected[i] else 0) for i in indices], np.int32)
+    lr = decayed_learning_rate(rate, c.decay, count, dtype)
+    hyper = hyper_vector(
+      accum_dtype,
+      rho=c.rho,
+      one_minus_rho=one_minus_rho,
+      epsilon=c.epsilon,
+      neg_lr=-lr,
+      grad_scale=sign * jnp.asarray(global_scale, dtype),
+      clipvalue=0.0 if clipvalue is None else clipvalue,
+      clipnorm=1.0 if clipnorm is None else clipnorm,
+      wd_coupled=wd if not c.decoupled_weight_decay and any(selected) else 0.0,
+      wd_decoupled=wd if c.decoupled_weight_decay and any(selected) else 0.0,
+    )
+    needs_params = apply or any(flags & (COUPLED | DECOUPLED))
+    result = group_step(
+      [g_leaves[i] for i in indices],
+      [p_leaves[i] for i in indices] if needs_params and p_leaves is not None else None,
+      [a_leaves[i] for i in indices],
+      [d_leaves[i] for i in indices],
+      hyper,
+      flags,
+      apply,
+      use_kernel,
+    )
+    for k, i in enumerate(indices):
+      outs[i], new_a[i], new_d[i] = result[0][k], result[1][k], result[2][k]
+  return treedef.unflatten(outs), treedef.unflatten(new_a), treedef.unflatten(new_d)
