@@ -120,13 +120,14 @@ EOF
   ) >"$work/$name/versions"
 }
 
-# run NAME: the core tests and the package's doctests, on the installed package.
+# run NAME [PYTEST ARG...]: the core tests and the package's doctests, on the installed package.
 run() {
   local venv=$work/$1/venv src=$work/$1/src package
+  shift
   package=$(cd "$work" && "$venv/bin/python" -c \
     'import adadelta_optax, os; print(os.path.dirname(adadelta_optax.__file__))')
   (cd "$src" && ADADELTA_REQUIRE_ALL=1 "$venv/bin/python" -m pytest -c pyproject.toml \
-    --rootdir . -n 2 --dist loadgroup -q -m "$CORE" tests "$package")
+    --rootdir . -n 2 --dist loadgroup -q -m "$CORE" "$@" tests "$package")
 }
 
 log "oldest: jax==$jax_floor jaxlib==$jaxlib_floor optax==$optax_floor ml_dtypes==$ml_dtypes_floor on $oldest_python" \
@@ -151,11 +152,23 @@ done
 ((status == 0)) || exit 1
 log "set up in $((SECONDS - start)) s"
 
+# With the same jax and jaxlib at both ends (the range's cap can make them equal), the
+# multi-device tests (subprocesses on 8 simulated devices: JAX's partitioning, not optax's or
+# Python's) would run the same code twice: they run once, in the newest.
+jax_of() { grep -o 'jax [0-9.]*, jaxlib [0-9.]*' "$work/$1/versions"; }
+oldest_args=()
+if [[ "$(jax_of oldest)" == "$(jax_of newest)" ]]; then
+  oldest_args=(--ignore=tests/test_sharding.py --ignore=tests/test_multiprocess.py)
+  log "oldest and newest have the same $(jax_of oldest): the multi-device tests run in the newest"
+fi
+
 summary=()
 for name in oldest newest; do
   log "$name: $(cat "$work/$name/versions")"
   started=$SECONDS
-  if run "$name"; then result=passed; else result=FAILED status=1; fi
+  args=()
+  [[ $name == oldest ]] && args=("${oldest_args[@]}")
+  if run "$name" "${args[@]}"; then result=passed; else result=FAILED status=1; fi
   summary+=("$name ($(cat "$work/$name/versions")): $result in $((SECONDS - started)) s")
 done
 log "summary, $((SECONDS - start)) s in all:"
