@@ -1,5 +1,6 @@
 # `make demo`: the Zeiler 2012 MNIST run. `make test`: the whole test suite (what CI runs).
 # Both create a virtualenv in .venv (override with VENV=...) and install what they need.
+# `make docs`: the documentation site (Sphinx, docs/) into docs/_build/html, warnings as errors.
 # `make test-versions`: the core tests on the oldest jax, jaxlib and optax that pyproject.toml
 # declares and on the newest, each in a fresh virtualenv of its own (.ci/versions.sh; CI runs it).
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: demo test test-versions notebooks clean
+.PHONY: demo test docs test-versions notebooks clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,10 @@ $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
+$(VENV)/.docs: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $@
+
 demo: $(VENV)/.demo
 	$(PY) examples/zeiler_mnist.py $(ARGS)
 
@@ -29,6 +34,13 @@ test: $(VENV)/.test
 	$(PY) -m ruff format --check adadelta_optax tests examples benchmarks notebooks conftest.py
 	$(PY) -m mypy  # strict, on adadelta_optax ([tool.mypy] in pyproject.toml)
 	ADADELTA_REQUIRE_ALL=1 $(PY) -m pytest -n 2 --dist loadgroup --nbmake -q
+
+# The site from a fresh environment every time (-E: every page read again, so every warning is seen),
+# offline (no intersphinx inventories), -n: broken cross-references are errors, -W: so is any
+# warning. The notebooks are rendered from their executed .ipynb, not re-run. About 15 s.
+docs: $(VENV)/.docs
+	$(PY) -m sphinx -E -W --keep-going -n -q -b html docs docs/_build/html
+	@echo "docs: file://$(abspath docs/_build/html/index.html)"
 
 # Needs python3.x interpreters (see .ci/versions.sh), pip and a C++ compiler; not .venv.
 test-versions:

@@ -74,37 +74,91 @@ def _preset(**defaults: Any) -> Callable[[Callable[..., Adadelta]], Callable[...
 
 @_preset(learning_rate=1.0, rho=0.95, epsilon=1e-6)
 def paper(**arguments: Any) -> Adadelta:
-  """Zeiler 2012's MNIST setting: ``rho=0.95``, ``epsilon=1e-6``, unit learning rate."""
+  """Zeiler 2012's MNIST setting: ``rho=0.95``, ``epsilon=1e-6``, unit learning rate.
+
+  Takes every argument of :func:`~adadelta_optax.adadelta`, with these defaults.
+
+  Example:
+    >>> import adadelta_optax
+    >>> config = adadelta_optax.presets.paper().config
+    >>> config.learning_rate, config.rho, config.epsilon
+    (1.0, 0.95, 1e-06)
+  """
   return adadelta(**arguments)
 
 
 @_preset(learning_rate=1.0, rho=0.95, epsilon=1e-7, decay=0.0)
 def keras_v1(**arguments: Any) -> Adadelta:
-  """tf.keras 1.x ``keras.optimizers.Adadelta``: ``lr=1.0, rho=0.95, epsilon=K.epsilon()=1e-7``."""
+  """tf.keras 1.x ``keras.optimizers.Adadelta``: ``lr=1.0, rho=0.95, epsilon=K.epsilon()=1e-7``.
+
+  Takes every argument of :func:`~adadelta_optax.adadelta`, with these defaults.
+
+  Example:
+    >>> import adadelta_optax
+    >>> config = adadelta_optax.presets.keras_v1().config
+    >>> config.learning_rate, config.rho, config.epsilon
+    (1.0, 0.95, 1e-07)
+  """
   return adadelta(**arguments)
 
 
 @_preset(learning_rate=0.001, rho=0.95, epsilon=1e-7, decay=0.0)
 def keras_v2(**arguments: Any) -> Adadelta:
-  """tf.keras 2.x ``tf.keras.optimizers.Adadelta``: ``learning_rate=0.001, rho=0.95, 1e-7``."""
+  """tf.keras 2.x ``tf.keras.optimizers.Adadelta``: ``learning_rate=0.001, rho=0.95, 1e-7``.
+
+  Takes every argument of :func:`~adadelta_optax.adadelta`, with these defaults.
+
+  Example:
+    >>> import adadelta_optax
+    >>> config = adadelta_optax.presets.keras_v2().config
+    >>> config.learning_rate, config.rho, config.epsilon
+    (0.001, 0.95, 1e-07)
+  """
   return adadelta(**arguments)
 
 
 @_preset(learning_rate=0.001, rho=0.95, epsilon=1e-7, decoupled_weight_decay=True)
 def keras3(**arguments: Any) -> Adadelta:
-  """Keras 3 ``keras.optimizers.Adadelta``: ``0.001, 0.95, 1e-7``, decoupled weight decay."""
+  """Keras 3 ``keras.optimizers.Adadelta``: ``0.001, 0.95, 1e-7``, decoupled weight decay.
+
+  Takes every argument of :func:`~adadelta_optax.adadelta`, with these defaults.
+
+  Example:
+    >>> import adadelta_optax
+    >>> config = adadelta_optax.presets.keras3().config
+    >>> config.learning_rate, config.rho, config.epsilon
+    (0.001, 0.95, 1e-07)
+  """
   return adadelta(**arguments)
 
 
 @_preset(learning_rate=1.0, rho=0.9, epsilon=1e-6, decoupled_weight_decay=False)
 def torch(**arguments: Any) -> Adadelta:
-  """``torch.optim.Adadelta``: ``lr=1.0, rho=0.9, eps=1e-6``, coupled weight decay."""
+  """``torch.optim.Adadelta``: ``lr=1.0, rho=0.9, eps=1e-6``, coupled weight decay.
+
+  Takes every argument of :func:`~adadelta_optax.adadelta`, with these defaults.
+
+  Example:
+    >>> import adadelta_optax
+    >>> config = adadelta_optax.presets.torch().config
+    >>> config.learning_rate, config.rho, config.epsilon
+    (1.0, 0.9, 1e-06)
+  """
   return adadelta(**arguments)
 
 
 @_preset(learning_rate=1.0, rho=0.9, epsilon=1e-6, decoupled_weight_decay=False)
 def optax(**arguments: Any) -> Adadelta:
-  """``optax.adadelta``: ``rho=0.9, eps=1e-6``, coupled weight decay (learning rate 1.0)."""
+  """``optax.adadelta``: ``rho=0.9, eps=1e-6``, coupled weight decay (learning rate 1.0).
+
+  Takes every argument of :func:`~adadelta_optax.adadelta`, with these defaults.
+
+  Example:
+    >>> import adadelta_optax
+    >>> config = adadelta_optax.presets.optax().config
+    >>> config.learning_rate, config.rho, config.epsilon
+    (1.0, 0.9, 1e-06)
+  """
   return adadelta(**arguments)
 
 

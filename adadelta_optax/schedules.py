@@ -3,7 +3,7 @@ r"""Keras' learning-rate schedules, with Keras' exact values, usable as optax sc
 Each class takes the arguments of its ``keras.optimizers.schedules`` namesake (tf.keras 2.x uses
 the same ones), is a callable of the update count like an optax schedule, has Keras'
 ``get_config`` / ``from_config``, and is registered with :func:`adadelta_optax.register_schedule`,
-so :meth:`Adadelta.get_config` serializes it.
+so :meth:`adadelta_optax.Adadelta.get_config` serializes it.
 
 Values are computed with Keras' operations in Keras' order, in ``dtype``: Keras converts
 ``initial_learning_rate`` to a tensor of ``floatx`` (float32 unless changed) and computes the
@@ -492,6 +492,15 @@ def serialize(schedule: LearningRateSchedule, *, legacy_format: bool = False) ->
 
   Returns:
     A JSON-serializable dict whose ``config`` has Keras' keys only (no ``dtype``).
+
+  Example:
+    >>> from adadelta_optax import schedules
+    >>> schedule = schedules.ExponentialDecay(1.0, decay_steps=100, decay_rate=0.5)
+    >>> serialized = schedules.serialize(schedule)
+    >>> serialized["class_name"], serialized["config"]["decay_rate"]
+    ('ExponentialDecay', 0.5)
+    >>> schedules.deserialize(serialized) == schedule
+    True
   """
   if type(schedule) not in _CLASSES.values():
     raise TypeError(f"{schedule!r} is not one of adadelta_optax.schedules' Keras schedules.")
@@ -521,6 +530,14 @@ def deserialize(
   Raises:
     ValueError: for a schedule class this module does not have (naming it).
     TypeError: for a malformed dict or unknown config keys.
+
+  Example:
+    >>> from adadelta_optax import schedules
+    >>> serialized = {"class_name": "InverseTimeDecay",
+    ...   "config": {"initial_learning_rate": 1.0, "decay_steps": 10, "decay_rate": 1.0}}
+    >>> schedule = schedules.deserialize(serialized)  # tf.keras <= 2.12's form
+    >>> float(schedule(10))
+    0.5
   """
   if not isinstance(serialized, dict) or "class_name" not in serialized:
     raise TypeError(f"{where} must be a serialized Keras schedule dict, got {serialized!r}.")

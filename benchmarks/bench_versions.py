@@ -166,6 +166,7 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=9)
   parser.add_argument("--reps", type=int, default=5, help="steps per round and worker")
   parser.add_argument("--quick", action="store_true", help="the 1M leaf only")
+  parser.add_argument("--tree", action="append", choices=list(TREES), help="only these trees")
   parser.add_argument("--out", type=Path, default=Path("runs/bench_versions.md"))
   args = parser.parse_args()
   if args.worker:
@@ -175,7 +176,7 @@ def main() -> None:
     parser.error("--before is required")
   before, after = Worker(args.before.resolve()), Worker(args.after.resolve())
   print(f"before: {before.file}\nafter:  {after.file}")
-  trees = ["1M leaf"] if args.quick else list(TREES)
+  trees = ["1M leaf"] if args.quick else (args.tree or list(TREES))
   cases = [f"{t}|{s}|{o}" for t in trees for s in STYLES for o in OPTIONS]
   rows = [
     "| case | before ms | after ms | after / before (median of rounds) |",

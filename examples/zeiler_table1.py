@@ -27,7 +27,7 @@ inside the root only guards against zeros). ADADELTA is :func:`adadelta_optax.pr
 Usage (from the repository root)::
 
   python examples/zeiler_table1.py                            # full grid, seeds 0 1 2 (~16 min)
-  python examples/zeiler_table1.py --out docs                 # what the README shows
+  python examples/zeiler_table1.py --out docs                 # the docs (howto/reproductions)
   python examples/zeiler_table1.py --quick                    # CI: one setting, one epoch, seed 0
   python examples/zeiler_table1.py --seeds 0 1 2 3 4 --data /path/to/mnist.npz
 """

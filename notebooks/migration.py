@@ -37,15 +37,15 @@
 # must be imported with the JAX backend). The data is scikit-learn's bundled 8x8 digits.
 
 # %%
-# Installs what is missing; does nothing when it is all importable (the only network access here).
-# adadelta-optax is not on a package index yet: in a checkout of the repository it is installed
-# from there (`pip install -e ..`), elsewhere (Colab) from REPO_URL: set OWNER to the repository's.
+# Installs what is missing; a no-op when everything is importable.
+# adadelta-optax is not on a package index yet: in a checkout it is installed
+# from there (pip install -e ..), elsewhere (Colab) from REPO_URL below.
 import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
-REPO_URL = "https://github.com/OWNER/adadelta_optax"
+REPO_URL = "https://github.com/OWNER/adadelta_optax"  # set OWNER
 
 _needed = {
   "adadelta_optax": "adadelta-optax",
@@ -60,7 +60,7 @@ if "adadelta-optax" in _missing:
   _local = "google.colab" not in sys.modules and (_checkout / "adadelta_optax").is_dir()
   _source = f"--editable={_checkout}" if _local else f"adadelta-optax @ git+{REPO_URL}"
   if "OWNER" in _source:
-    raise RuntimeError("adadelta-optax is not installed: set OWNER in REPO_URL above.")
+    raise RuntimeError("adadelta-optax is missing: set OWNER in REPO_URL.")
   _missing[_missing.index("adadelta-optax")] = _source
 if _missing:
   subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *_missing])

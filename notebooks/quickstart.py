@@ -27,15 +27,25 @@
 # scikit-learn's bundled 8x8 digits: nothing is downloaded besides the package itself.
 
 # %%
-# Colab or a fresh environment: install what is missing (the only network access here).
-# In a checkout of the repository, `pip install -e .` instead; for the development version from
-# the repository, replace "adadelta-optax" by "adadelta-optax @ git+<repository URL>".
+# Installs what is missing; a no-op when everything is importable.
+# adadelta-optax is not on a package index yet: in a checkout it is installed
+# from there (pip install -e ..), elsewhere (Colab) from REPO_URL below.
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
+
+REPO_URL = "https://github.com/OWNER/adadelta_optax"  # set OWNER
 
 _needed = {"adadelta_optax": "adadelta-optax", "orbax.checkpoint": "orbax-checkpoint"}
 _missing = [pip for module, pip in _needed.items() if importlib.util.find_spec(module) is None]
+if "adadelta-optax" in _missing:
+  _checkout = Path.cwd().parent  # notebooks/ in a checkout
+  _local = "google.colab" not in sys.modules and (_checkout / "adadelta_optax").is_dir()
+  _source = f"--editable={_checkout}" if _local else f"adadelta-optax @ git+{REPO_URL}"
+  if "OWNER" in _source:
+    raise RuntimeError("adadelta-optax is missing: set OWNER in REPO_URL.")
+  _missing[_missing.index("adadelta-optax")] = _source
 if _missing:
   subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *_missing])
 

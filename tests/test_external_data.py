@@ -26,7 +26,7 @@ import adadelta_optax
 from helpers import TORCH_PARAMS as PARAMS
 from helpers import torch_state_dict as _torch_dict
 
-EXAMPLES = 150  # per entry point and run (README: "Reliability")
+EXAMPLES = 150  # per entry point and run (docs/howto/behaviour.md: "Reliability")
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
 scalars = st.one_of(

@@ -1,7 +1,7 @@
 """Shortened runs of the reproductions in examples/: they run end to end and really learn.
 
-The full runs are documented commands (README, "Reproductions"); these check the same scripts on
-less data, against accuracy bounds measured here with a margin.
+The full runs are documented commands (docs/howto/reproductions.md); these check the same scripts
+on less data, against accuracy bounds measured here with a margin.
 """
 
 from __future__ import annotations

@@ -162,6 +162,25 @@ def restore_checkpoint(directory: str | os.PathLike[str], like: Any) -> Any:
       (an array does not match its recorded SHA-256), or does not match ``like`` (structure,
       NamedTuple types, shapes or dtypes); the message names the first difference.
     ImportError: when ``orbax-checkpoint`` is not installed (the ``checkpoint`` extra).
+
+  Example:
+    >>> import pytest
+    >>> _ = pytest.importorskip("orbax.checkpoint")  # the checkpoint extra
+    >>> import tempfile, jax.numpy as jnp
+    >>> import adadelta_optax
+    >>> from adadelta_optax.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
+    >>> tx = adadelta_optax.adadelta()
+    >>> params = {"w": jnp.ones(3)}
+    >>> path = tempfile.mkdtemp() + "/step_0"
+    >>> save_checkpoint(path, {"params": params, "opt_state": tx.init(params)})
+    >>> restore_checkpoint(path, {"params": params, "opt_state": tx.init(params)})["params"]["w"]
+    Array([1., 1., 1.], dtype=float32)
+    >>> wrong = {"params": {"w": jnp.ones(4)}, "opt_state": tx.init({"w": jnp.ones(4)})}
+    >>> try:
+    ...   restore_checkpoint(path, wrong)
+    ... except CheckpointError as error:
+    ...   print(type(error).__name__)
+    CheckpointError
   """
   ocp, checkpointer = _checkpointer()
   path = os.path.abspath(directory)

@@ -175,6 +175,28 @@ def register_schedule(cls: type[Any]) -> type[Any]:
 
   ``cls`` needs a ``get_config() -> dict`` method and a ``from_config(dict)`` classmethod; it is
   stored in configs as ``{"class_name": cls.__name__, "config": obj.get_config()}``.
+
+  Raises:
+    TypeError: when ``cls`` lacks ``get_config`` or ``from_config``.
+
+  Example:
+    >>> import adadelta_optax
+    >>> @adadelta_optax.register_schedule
+    ... class Halving:
+    ...   def __init__(self, every):
+    ...     self.every = every
+    ...   def __call__(self, count):
+    ...     return 0.5 ** (count // self.every)
+    ...   def get_config(self):
+    ...     return {"every": self.every}
+    ...   @classmethod
+    ...   def from_config(cls, config):
+    ...     return cls(**config)
+    >>> config = adadelta_optax.adadelta(learning_rate=Halving(100)).get_config()
+    >>> config["learning_rate"]
+    {'class_name': 'Halving', 'config': {'every': 100}}
+    >>> adadelta_optax.Adadelta.from_config(config).config.learning_rate.every
+    100
   """
   if not (
     callable(getattr(cls, "get_config", None)) and callable(getattr(cls, "from_config", None))

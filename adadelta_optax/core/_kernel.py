@@ -164,12 +164,26 @@ def _load() -> str | None:
 
 
 def kernel_available() -> bool:
-  """Whether the CPU kernel was built, loads on this machine and fits the installed jaxlib."""
+  """Whether the CPU kernel was built, loads on this machine and fits the installed jaxlib.
+
+  Example:
+    >>> import adadelta_optax
+    >>> available = adadelta_optax.kernel_available()
+    >>> adadelta_optax.adadelta().implementation == ("kernel" if available else "fused")
+    True
+  """
   return _load() is None
 
 
 def kernel_unavailable_reason() -> str | None:
-  """Why :func:`kernel_available` is False (``None`` when it is True)."""
+  """Why :func:`kernel_available` is False (``None`` when it is True).
+
+  Example:
+    >>> import adadelta_optax
+    >>> reason = adadelta_optax.kernel_unavailable_reason()
+    >>> (reason is None) == adadelta_optax.kernel_available()
+    True
+  """
   return _load()
 
 

@@ -58,9 +58,11 @@ class Adadelta(optax.GradientTransformationExtraArgs):
 
   @property
   def hyperparams(self) -> dict[str, Any]:
-    """The arguments this optimizer was built with, by name: those of :func:`adadelta`
-    (:attr:`config`), and for :func:`with_keras_training`'s wrapper its options too. So
-    ``adadelta(**tx.hyperparams)`` rebuilds a plain optimizer."""
+    """The arguments this optimizer was built with, by name, as a dict.
+
+    Those of :func:`adadelta` (:attr:`config`), and for :func:`with_keras_training`'s wrapper
+    its options too. So ``adadelta(**tx.hyperparams)`` rebuilds a plain optimizer.
+    """
     owner = _owner(self)
     training = fields_of(owner.training) if isinstance(owner, KerasTraining) else {}
     return {**fields_of(self.config), **training}
@@ -333,7 +335,8 @@ def adadelta(
     rho: decay rate of both moving averages, in ``[0, 1]``.
     epsilon: constant inside both square roots, ``> 0``.
     decay: legacy Keras inverse-time learning-rate decay, ``>= 0``.
-    clipnorm: clip each leaf's gradient to this L2 norm (``g * c / max(||g||, c)``), or ``None``.
+    clipnorm: clip each leaf's gradient to this L2 norm (``g * (c / max(||g||, c))``), or
+      ``None``.
     clipvalue: clip each gradient element to ``[-clipvalue, clipvalue]``, or ``None``.
     global_clipnorm: clip all gradients together to this global L2 norm, or ``None``; not
       together with ``clipnorm``.
@@ -353,13 +356,16 @@ def adadelta(
       multi-process runs, which XLA partitions); ``"kernel"``: the same, but an error when the
       kernel is not built;
       ``"fused"``: fused JAX on every platform (no custom call, e.g. for CPU exports);
-      ``"xla"``: the reference chain of small transforms. ``Adadelta.implementation`` tells
-      which runs. All give the same numbers up to rounding.
+      ``"xla"``: the same options as a chain of this package's optax transforms
+      (:func:`clip_gradients`, :func:`add_decayed_weights`, :func:`scale_by_adadelta`,
+      :func:`scale_by_decayed_learning_rate`), the form to copy when a transform of your own
+      must go between two stages. ``Adadelta.implementation`` tells which runs. All give the
+      same numbers up to rounding.
     sparse_rows: TensorFlow's sparse (embedding) semantics, ``ResourceSparseApplyAdadelta``: in
       every leaf with ``ndim >= 2``, rows (leading axis) whose gradient is zero everywhere keep
       their parameters *and* accumulators unchanged (no ``rho`` decay, no weight decay); other
       rows update normally. Costs one reduction over each such gradient and three selects; the
-      dense step is still computed for every row. See :mod:`adadelta_optax.core._sparse`.
+      dense step is still computed for every row. See ``adadelta_optax/core/_sparse.py``.
 
   Returns:
     An :class:`Adadelta`, usable anywhere an :class:`optax.GradientTransformationExtraArgs` is.
@@ -440,7 +446,7 @@ def with_keras_training(
 ) -> Adadelta:
   r"""Adds Keras 3's ``loss_scale_factor``, ``gradient_accumulation_steps`` and EMA to ``tx``.
 
-  Keras 3's optimizer base class in optax form (see :mod:`adadelta_optax.core._keras_training` for
+  Keras 3's optimizer base class in optax form (see ``adadelta_optax/core/_keras_training.py`` for
   the exact order). With all options off ``tx`` is returned unchanged.
 
   - ``loss_scale_factor = s``: gradients are divided by ``s`` first. Multiply your loss by ``s``

@@ -58,6 +58,16 @@ def add_decayed_weights(
 
   Returns:
     A stateless :class:`optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import adadelta_optax
+    >>> params = {"w": jnp.array([1.0, 2.0]), "b": jnp.array([1.0])}
+    >>> tx = adadelta_optax.add_decayed_weights(0.5, mask={"w": True, "b": False})
+    >>> grads = {"w": jnp.zeros(2), "b": jnp.zeros(1)}
+    >>> updates, _ = tx.update(grads, tx.init(params), params)
+    >>> updates["w"].tolist(), updates["b"].tolist()
+    ([0.5, 1.0], [0.0])
   """
 
   def decay(updates: optax.Updates, params: optax.Params | None) -> optax.Updates:

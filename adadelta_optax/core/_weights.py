@@ -43,6 +43,13 @@ def get_weights(state: Any) -> list[np.ndarray]:
 
   Returns:
     ``[iterations (int64), accum_grad per leaf..., accum_var per leaf...]`` as NumPy arrays.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import adadelta_optax
+    >>> state = adadelta_optax.adadelta().init({"b": jnp.zeros(2), "w": jnp.zeros((2, 3))})
+    >>> [w.shape for w in adadelta_optax.get_weights(state)]  # iterations, accum_grad, accum_var
+    [(), (2,), (2, 3), (2,), (2, 3)]
   """
   inner = find_state(state)
   return (
@@ -140,6 +147,19 @@ def set_weights(state: Any, weights: list[Any]) -> Any:
   Raises:
     ValueError: wrong number of entries, or an entry with the wrong shape, dtype kind (integer /
       floating / complex) or value (negative or non-finite accumulators), naming the entry.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> import adadelta_optax
+    >>> state = adadelta_optax.adadelta().init({"w": jnp.zeros(3)})
+    >>> weights = [np.int64(10), np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32)]
+    >>> state = adadelta_optax.set_weights(state, weights)
+    >>> int(state.count), state.accum_grad["w"].tolist()
+    (10, [0.5, 0.5, 0.5])
+    >>> adadelta_optax.set_weights(state, weights[:1])
+    Traceback (most recent call last):
+    ...
+    ValueError: ...
   """
   inner = find_state(state)
   paths = [

@@ -2,7 +2,7 @@
 
 :func:`state_shardings` places a state like its params. The step is elementwise, so XLA
 partitions it without any collective; only ``global_clipnorm`` needs one, an all-reduce of the
-squared norms (:mod:`adadelta_optax.core._global_norm`, with the opt-in private partitioning and
+squared norms (``adadelta_optax/core/_global_norm.py``, with the opt-in private partitioning and
 its :class:`PrivateGlobalNormUnavailableWarning`).
 """
 

@@ -49,8 +49,9 @@ def state_shardings(tx: Any, params: Any) -> Any:
   """The shardings of ``tx.init(params)``: each accumulator sharded like its parameter.
 
   Works for :func:`adadelta_optax.adadelta` and for any optax transformation whose state holds
-  one or more :class:`AdadeltaState` or :class:`ScaleByAdadeltaState` (``optax.chain``,
-  ``optax.inject_hyperparams``, :func:`adadelta_optax.skip_nonfinite`, ...). Every other state
+  one or more :class:`~adadelta_optax.AdadeltaState` or
+  :class:`~adadelta_optax.ScaleByAdadeltaState` (``optax.chain``, ``optax.inject_hyperparams``,
+  :func:`adadelta_optax.skip_nonfinite`, ...). Every other state
   leaf (the step count, hyperparameters, counters) is replicated over the parameters' devices.
 
   Args:

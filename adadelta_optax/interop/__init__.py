@@ -2,7 +2,7 @@
 
 Keras (tf.keras 1.x/2.x and Keras 3 configs, Keras 3 optimizer variables), PyTorch
 (``torch.optim.Adadelta`` state dicts) and optax (``optax.adadelta`` states). Built on
-:mod:`adadelta_optax.core`, which never imports from here. Keras' and torch's own packages are
+``adadelta_optax.core``, which never imports from here. Keras' and torch's own packages are
 imported only inside the functions that need them: neither is a dependency.
 """
 

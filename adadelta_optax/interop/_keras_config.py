@@ -371,6 +371,16 @@ def to_keras_config(tx: Adadelta, *, version: Version) -> dict[str, Any]:
   Raises:
     ValueError: an option that version of Keras does not have (named, with the reason), e.g.
       coupled weight decay for Keras 3, ``global_clipnorm`` for tf.keras 1.x, ``maximize``.
+
+  Example:
+    >>> import adadelta_optax
+    >>> tx = adadelta_optax.presets.keras_v1()
+    >>> config = adadelta_optax.interop.to_keras_config(tx, version=1)
+    >>> config
+    {'lr': 1.0, 'rho': 0.95, 'decay': 0.0, 'epsilon': 1e-07}
+    >>> back = adadelta_optax.interop.from_keras_config(config).config
+    >>> back.learning_rate, back.rho, back.epsilon, back.clip_order  # 1.x clips the norm first
+    (1.0, 0.95, 1e-07, 'norm_then_value')
   """
   if version not in KEYS:
     raise ValueError(f"version must be 1, 2 or 3, got {version!r}.")

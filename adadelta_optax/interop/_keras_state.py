@@ -69,6 +69,14 @@ def keras3_variables(tx: Adadelta, state: Any, *, floatx: str = "float32") -> li
     state: its state.
     floatx: Keras' ``floatx`` (``keras.config.floatx()``), the dtype of the ``learning_rate``
       variable: ``"float32"`` unless changed with ``keras.config.set_floatx``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import adadelta_optax
+    >>> tx = adadelta_optax.presets.keras3(learning_rate=1.0)
+    >>> values = adadelta_optax.interop.keras3_variables(tx, tx.init({"w": jnp.zeros(3)}))
+    >>> [v.shape for v in values]  # iteration, learning_rate, then the accumulators
+    [(), (), (3,), (3,)]
   """
   _check_tx(tx)
   lr_dtype = _validation.keras_floatx(floatx)
@@ -110,6 +118,17 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
     ValueError: wrong number of entries, or an entry with the wrong name, shape, dtype kind or
       value (a negative or non-finite accumulator, a learning rate other than ``tx``'s rounded to
       the variable's dtype), naming the entry.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> import adadelta_optax
+    >>> tx = adadelta_optax.presets.keras3(learning_rate=1.0)
+    >>> state = tx.init({"w": jnp.zeros(3)})
+    >>> values = adadelta_optax.interop.keras3_variables(tx, state)
+    >>> values[0], values[2] = np.int64(5), np.full(3, 0.5, np.float32)
+    >>> state = adadelta_optax.interop.set_keras3_variables(tx, state, values)
+    >>> int(state.count), state.accum_grad["w"].tolist()
+    (5, [0.5, 0.5, 0.5])
   """
   _check_tx(tx)
   training, inner, olds = _slot_leaves(state)

@@ -200,6 +200,22 @@ def from_torch_state_dict(
     TypeError: a malformed ``state_dict`` or an unknown key (named).
     ValueError: anything that does not fit (named): shapes, dtypes, counts, differing steps or
       hyperparameters, a parameter without state while others have one.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> import adadelta_optax
+    >>> params = {"w": jnp.zeros((3, 2))}  # a Flax Dense kernel: (in, out)
+    >>> square_avg, acc_delta = np.ones((2, 3)), np.zeros((2, 3))  # torch Linear: (out, in)
+    >>> state_dict = {  # optimizer.state_dict(), with tensors or arrays
+    ...   "state": {0: {"step": 4.0, "square_avg": square_avg, "acc_delta": acc_delta}},
+    ...   "param_groups": [
+    ...     {"lr": 1.0, "rho": 0.9, "eps": 1e-6, "weight_decay": 0.0, "params": [0]}
+    ...   ],
+    ... }
+    >>> from_torch = adadelta_optax.interop.from_torch_state_dict
+    >>> tx, state = from_torch(state_dict, params, axes={0: (1, 0)})
+    >>> tx.config.rho, int(state.count), state.accum_grad["w"].shape
+    (0.9, 4, (3, 2))
   """
   if not isinstance(state_dict, Mapping) or set(state_dict) != {"state", "param_groups"}:
     raise TypeError("state_dict must be a dict with exactly the keys 'state' and 'param_groups'.")
@@ -249,6 +265,15 @@ def load_torch_state(
 
   Everything is checked before anything is replaced. ``order`` and ``axes`` as in
   :func:`from_torch_state_dict`.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> import adadelta_optax
+    >>> state = adadelta_optax.presets.torch().init({"w": jnp.zeros(3)})
+    >>> torch_state = {0: {"step": 7.0, "square_avg": np.full(3, 0.5), "acc_delta": np.zeros(3)}}
+    >>> state = adadelta_optax.interop.load_torch_state(state, torch_state)
+    >>> int(state.count), state.accum_grad["w"].tolist()
+    (7, [0.5, 0.5, 0.5])
   """
   inner = _weights.find_state(state)
   flat = jax.tree_util.tree_flatten_with_path(inner.accum_grad)
@@ -348,6 +373,17 @@ def to_torch_state_dict(
 
   Raises:
     ValueError: an option torch's Adadelta does not have (named).
+
+  Example:
+    >>> import adadelta_optax
+    >>> tx = adadelta_optax.presets.torch(clipnorm=1.0)  # torch's Adadelta has no clipping
+    >>> adadelta_optax.interop.to_torch_state_dict(tx, tx.init({}))
+    Traceback (most recent call last):
+    ...
+    ValueError: clipnorm=1.0 cannot be expressed in torch.optim.Adadelta.
+
+    With torch installed, ``optimizer.load_state_dict(to_torch_state_dict(tx, state))`` continues
+    in torch (``tests/test_state_transfer.py`` runs it).
   """
   c, t = tx.config, tx.training_options
   for key, value, off in (
