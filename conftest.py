@@ -30,11 +30,7 @@ REQUIRE_ALL = os.environ.get("ADADELTA_REQUIRE_ALL") == "1"
 # scripts it runs or lazily by the package (orbax for checkpoints, torch in to_torch_state_dict,
 # flatbuffers for jax.export's serialization).
 SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-  "adadelta_optax/checkpoint/_checkpoint.py"
-  "::adadelta_optax.checkpoint._checkpoint.save_checkpoint": (
-    ("frameworks",),
-    ("orbax.checkpoint",),
-  ),
+  "adadelta_optax/checkpoint/_checkpoint.py": (("frameworks",), ("orbax.checkpoint",)),
   "tests/test_checkpoint.py": (("frameworks",), ("orbax.checkpoint",)),
   "tests/test_examples.py": (("frameworks", "examples"), ("matplotlib", "tqdm", "sklearn")),
   "tests/test_export.py": ((), ("flatbuffers",)),

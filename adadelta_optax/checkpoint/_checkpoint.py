@@ -164,8 +164,6 @@ def restore_checkpoint(directory: str | os.PathLike[str], like: Any) -> Any:
     ImportError: when ``orbax-checkpoint`` is not installed (the ``checkpoint`` extra).
 
   Example:
-    >>> import pytest
-    >>> _ = pytest.importorskip("orbax.checkpoint")  # the checkpoint extra
     >>> import tempfile, jax.numpy as jnp
     >>> import adadelta_optax
     >>> from adadelta_optax.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
