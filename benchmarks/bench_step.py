@@ -11,6 +11,8 @@ and optimizer state donated (updated in place where the implementation allows it
 - ``update`` + ``optax.apply_updates`` on a gradient computed inside the step (as in a Flax train
   step: ``nnx.Optimizer`` and linen's ``TrainState`` call these two), ours and optax's;
 - the library on a flat layout (``flatten_params``) for the many-leaf tree;
+- for trees of many leaves, the same jitted call with no arithmetic at all (params and state
+  donated, gradient passed in, returned unchanged): what the buffers alone cost;
 - ``optax.adadelta``; ``torch.optim.Adadelta`` (foreach and for-loop); Keras 3's ``Adadelta`` on
   the JAX backend (``stateless_apply``).
 
@@ -109,6 +111,14 @@ def make_floor(params: dict[str, Any]) -> Runner:
     return rebuild(out["x"]), s._replace(accum_grad=rebuild(out["a"]), accum_var=rebuild(out["d"]))
 
   return JaxRunner(floor, (params, tx.init(params)), (grads,))
+
+
+def make_buffers_only(params: Any) -> Runner:
+  """The same jitted call as ``update`` + ``apply_updates`` (params and state donated, gradient
+  passed in) with no arithmetic: what passing the buffers in and out alone costs."""
+  tx = adadelta_optax.adadelta()
+  grads = jax.tree.map(lambda x: jnp.full_like(x, 0.1), params)
+  return JaxRunner(lambda p, s, g: (p, s), (params, tx.init(params)), (grads,))
 
 
 def make_ours_apply(params: Any, implementation: str = "auto") -> Runner:
@@ -225,6 +235,7 @@ def run_case(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace)
     "optax: grads made in the step": make_train_style(optax.adadelta(LR, RHO, EPS), fresh()),
   }
   if len(shapes) > 1:
+    runners["buffers in and out only"] = make_buffers_only(fresh())
     flat, _ = adadelta_optax.flatten_params(fresh())
     runners["ours: flat layout"] = make_ours_apply(flat)
   if not args.no_torch:

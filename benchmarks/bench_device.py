@@ -1,0 +1,195 @@
+"""The step on the default device (GPU when present) against that device's copy bandwidth.
+
+The limit is measured in the same run: the device's copy bandwidth (read + write of a 1 GiB
+float32 buffer, ``x + 1`` jitted and donated), so a step's floor is the bytes it must move at
+that bandwidth: 28 B per float32 parameter (read gradient, param and both accumulators, write
+param and both accumulators), 20 B for a bfloat16 parameter with float32 state. Each case times,
+interleaved, jitted with params and state donated and the gradient passed in:
+
+- ours ``apply_gradients``; ours ``update`` + ``optax.apply_updates``; ``optax.adadelta``'s
+  ``update`` + ``optax.apply_updates``;
+
+on one big leaf, ResNet-50's tree, GPT-2 medium's and GPT-2 XL's trees, 2,000 x 1,000, and GPT-2
+medium with bfloat16 params and float32 state. It prints median ms, the fraction of copy bandwidth
+each reaches (floor time / time), optax's time over ours, and compile times, and writes them as
+markdown and JSON. It runs on CPU too (``--quick``), where the library's C++ kernel serves the
+default path; on other devices the fused JAX step does.
+
+Usage::
+
+  python benchmarks/bench_device.py                      # every case (a few minutes on a GPU)
+  python benchmarks/bench_device.py --quick              # small sizes, to check it works
+  python benchmarks/bench_device.py --case "GPT-2 XL"    # one case (repeatable)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from _trees import gpt2_shapes, many_leaves_shapes, resnet50_shapes
+from tqdm import tqdm
+
+import adadelta_optax
+
+RHO, EPS, LR = 0.95, 1e-7, 1.0
+
+
+def copy_bandwidth(n_bytes: int, reps: int) -> float:
+  """Bytes per second of ``x + 1`` over a float32 buffer of ``n_bytes`` (read + write), donated
+  so that it runs in place: the output needs no fresh allocation (on CPU, page faults)."""
+  f = jax.jit(lambda x: x + 1, donate_argnums=0)
+  x = jax.block_until_ready(f(jnp.zeros((n_bytes // 4,), jnp.float32)))
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    x = jax.block_until_ready(f(x))
+    times.append(time.perf_counter() - start)
+  return 2 * n_bytes / float(np.median(times))
+
+
+class Step:
+  """A jitted step with donated carry; ``run()`` steps once and blocks."""
+
+  def __init__(self, fn: Callable[..., Any], carry: tuple[Any, ...], consts: tuple[Any, ...]):
+    jitted = jax.jit(fn, donate_argnums=tuple(range(len(carry))))
+    start = time.perf_counter()
+    self.compiled = jitted.lower(*carry, *consts).compile()
+    self.compile_s = time.perf_counter() - start
+    self.carry, self.consts = carry, consts
+
+  def run(self) -> None:
+    self.carry = self.compiled(*self.carry, *self.consts)
+    jax.block_until_ready(self.carry)
+
+
+def steps(shapes: list[tuple[int, ...]], dtype: Any) -> dict[str, Step]:
+  def fresh() -> dict[str, jax.Array]:
+    return {f"p{i:04d}": jnp.full(s, 0.5, dtype) for i, s in enumerate(shapes)}
+
+  grads = jax.tree.map(lambda x: jnp.full_like(x, 0.1), fresh())
+  state_dtype = jnp.float32 if dtype != jnp.float32 else None
+  ours = adadelta_optax.adadelta(LR, RHO, EPS, state_dtype=state_dtype)
+  theirs = optax.adadelta(LR, RHO, EPS)
+
+  def protocol(tx: optax.GradientTransformation) -> Callable[..., Any]:
+    def step(p: Any, s: Any, g: Any) -> Any:
+      updates, s = tx.update(g, s, p)
+      return optax.apply_updates(p, updates), s
+
+    return step
+
+  p = fresh()
+  out = {
+    "ours: apply_gradients": Step(
+      lambda p, s, g: ours.apply_gradients(g, s, p), (p, ours.init(p)), (grads,)
+    )
+  }
+  p = fresh()
+  out["ours: update+apply_updates"] = Step(protocol(ours), (p, ours.init(p)), (grads,))
+  p = fresh()
+  out["optax: update+apply_updates"] = Step(protocol(theirs), (p, theirs.init(p)), (grads,))
+  return out
+
+
+def measure(runs: dict[str, Step], budget_s: float, min_reps: int) -> dict[str, float]:
+  """Interleaved medians (ms), the order rotating by one step per round."""
+  for step in runs.values():
+    step.run()
+  times: dict[str, list[float]] = {name: [] for name in runs}
+  start, rounds = time.perf_counter(), 0
+  while rounds < min_reps or (time.perf_counter() - start < budget_s and rounds < 50):
+    names = list(runs)
+    for name in names[rounds % len(names) :] + names[: rounds % len(names)]:
+      t0 = time.perf_counter()
+      runs[name].run()
+      times[name].append(time.perf_counter() - t0)
+    rounds += 1
+  return {name: 1e3 * float(np.median(ts)) for name, ts in times.items()}
+
+
+def cases(quick: bool) -> dict[str, tuple[list[tuple[int, ...]], Any]]:
+  if quick:
+    return {"1M leaf": ([(1_000_000,)], jnp.float32), "200 x 1,000": ([(1000,)] * 200, jnp.float32)}
+  return {
+    "256M leaf": ([(256 * 2**20,)], jnp.float32),
+    "ResNet-50": (resnet50_shapes(), jnp.float32),
+    "GPT-2 medium": (gpt2_shapes(24, 1024), jnp.float32),
+    "GPT-2 XL": (gpt2_shapes(48, 1600), jnp.float32),
+    "2,000 x 1,000": (many_leaves_shapes(), jnp.float32),
+    "GPT-2 medium, bf16 params": (gpt2_shapes(24, 1024), jnp.bfloat16),
+  }
+
+
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
+  parser.add_argument("--case", action="append", help="only this case (repeatable)")
+  parser.add_argument("--budget", type=float, default=2.0, help="seconds of timing per case")
+  parser.add_argument("--min-reps", type=int, default=10)
+  parser.add_argument("--out", type=Path, default=Path("runs/bench_device"))
+  args = parser.parse_args(argv)
+  spec = cases(args.quick)
+  if args.case:
+    unknown = set(args.case) - set(spec)
+    if unknown:
+      parser.error(f"--case {sorted(unknown)}: not one of {list(spec)}")
+    spec = {name: spec[name] for name in args.case}
+  bandwidth = copy_bandwidth(2**24 if args.quick else 2**30, 20)
+  rows = []
+  for name, (shapes, dtype) in tqdm(spec.items(), desc="cases"):
+    n = sum(int(np.prod(s)) for s in shapes)
+    floor_ms = 1e3 * n * (28 if dtype == jnp.float32 else 20) / bandwidth
+    runs = steps(shapes, dtype)
+    ms = measure(runs, args.budget, args.min_reps)
+    compile_s = {k: r.compile_s for k, r in runs.items()}
+    rows.append(
+      {
+        "case": name,
+        "leaves": len(shapes),
+        "params": n,
+        "floor_ms": floor_ms,
+        "ms": ms,
+        "compile_s": compile_s,
+      }
+    )
+    del runs
+  lines = [
+    f"Copy bandwidth {bandwidth / 1e9:.0f} GB/s "
+    f"({jax.devices()[0].device_kind}, jax {jax.__version__}).",
+    "",
+    "| case | step | median ms | floor ms | of copy bandwidth | optax / this | compile s |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for row in rows:
+    label = f"{row['case']} ({row['leaves']} leaves, {row['params'] / 1e6:.1f}M)"
+    theirs = row["ms"]["optax: update+apply_updates"]
+    for impl, ms in row["ms"].items():
+      lines.append(
+        f"| {label} | {impl} | {ms:.2f} | {row['floor_ms']:.2f} "
+        f"| {100 * row['floor_ms'] / ms:.0f}% | {theirs / ms:.2f}x | {row['compile_s'][impl]:.1f} |"
+      )
+      label = ""
+  table = "\n".join(lines)
+  meta = {
+    "jax": jax.__version__,
+    "device": jax.devices()[0].device_kind,
+    "date": time.strftime("%Y-%m-%d"),
+    "copy_GBps": bandwidth / 1e9,
+  }
+  args.out.mkdir(parents=True, exist_ok=True)
+  (args.out / "bench_device.md").write_text(table + "\n")
+  (args.out / "bench_device.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+  print(table)
+
+
+if __name__ == "__main__":
+  main()
