@@ -10,7 +10,6 @@ and optimizer state donated (updated in place where the implementation allows it
 - adadelta_optax ``apply_gradients`` (the fused step), and ``update`` + ``optax.apply_updates``;
 - ``update`` + ``optax.apply_updates`` on a gradient computed inside the step (as in a Flax train
   step: ``nnx.Optimizer`` and linen's ``TrainState`` call these two), ours and optax's;
-- the library on a flat layout (``flatten_params``) for the many-leaf tree;
 - for trees of many leaves, the same jitted call with no arithmetic at all (params and state
   donated, gradient passed in, returned unchanged): what the buffers alone cost;
 - ``optax.adadelta``; ``torch.optim.Adadelta`` (foreach and for-loop); Keras 3's ``Adadelta`` on
@@ -35,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -187,8 +187,14 @@ class KerasRunner(Runner):
     self.inner.step()
 
 
-def median_times(runners: dict[str, Runner], budget_s: float, min_reps: int) -> dict[str, float]:
+def median_times(
+  runners: dict[str, Runner], budget_s: float, min_reps: int, faults: dict[str, float] | None = None
+) -> dict[str, float]:
   """Interleaved medians (ms): every round runs each runner once, so drift hits all alike.
+
+  With ``faults`` given, it also records each runner's median minor page faults per step (the
+  operating system handing out fresh pages: on CPU, what a buffer allocated anew every step
+  costs beyond its bytes).
 
   The order rotates by one runner per round: whichever runs right after another framework's step
   (its threads still spinning, its buffers in the cache) is a different one every round.
@@ -196,16 +202,21 @@ def median_times(runners: dict[str, Runner], budget_s: float, min_reps: int) -> 
   for runner in runners.values():
     runner.step()  # warm-up
   times: dict[str, list[float]] = {name: [] for name in runners}
+  page_faults: dict[str, list[int]] = {name: [] for name in runners}
   start = time.perf_counter()
   rounds = 0
   while rounds < min_reps or (time.perf_counter() - start < budget_s and rounds < 50):
     names = list(runners)
     for name in names[rounds % len(names) :] + names[: rounds % len(names)]:
       runner = runners[name]
+      f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
       t0 = time.perf_counter()
       runner.step()
       times[name].append(time.perf_counter() - t0)
+      page_faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
     rounds += 1
+  if faults is not None:
+    faults.update({name: float(np.median(f)) for name, f in page_faults.items()})
   return {name: 1e3 * float(np.median(ts)) for name, ts in times.items()}
 
 
@@ -236,14 +247,13 @@ def run_case(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace)
   }
   if len(shapes) > 1:
     runners["buffers in and out only"] = make_buffers_only(fresh())
-    flat, _ = adadelta_optax.flatten_params(fresh())
-    runners["ours: flat layout"] = make_ours_apply(flat)
   if not args.no_torch:
     runners["torch foreach"] = TorchRunner(shapes, foreach=True)
     runners["torch for-loop"] = TorchRunner(shapes, foreach=False)
   if not args.no_keras:
     runners["keras 3 (jax)"] = KerasRunner(shapes)
-  times = median_times(runners, args.budget, args.min_reps)
+  faults: dict[str, float] = {}
+  times = median_times(runners, args.budget, args.min_reps, faults)
   ours_tx = adadelta_optax.adadelta(LR, RHO, EPS)
   bytes_ours, temp_ours = traffic(ours_tx, fresh(), runners["ours: apply_gradients"].compiled)
   bytes_optax, temp_optax = traffic(optax.adadelta(), fresh(), runners["optax.adadelta"].compiled)
@@ -252,6 +262,7 @@ def run_case(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace)
     "leaves": len(shapes),
     "params": n,
     "ms": times,
+    "fault_bytes_per_param": {k: f * resource.getpagesize() / n for k, f in faults.items()},
     "compile_s": {k: r.compile_s for k, r in runners.items()},
     "bytes_per_param": {"ours": bytes_ours, "optax": bytes_optax},
     "temp_fraction": {"ours": temp_ours, "optax": temp_optax},
@@ -387,14 +398,18 @@ def plot(sweep: dict[str, Any], path: Path) -> None:
 
 def markdown(cases: list[dict[str, Any]], flax_rows: list[dict[str, Any]]) -> str:
   lines = [
-    "| case | implementation | median ms | vs floor | optax / this |",
-    "|---|---|---|---|---|",
+    "| case | implementation | median ms | vs floor | optax / this | page faults, B/param |",
+    "|---|---|---|---|---|---|",
   ]
   for case in cases:
     floor_ms, optax_ms = case["ms"]["floor"], case["ms"]["optax.adadelta"]
     label = f"{case['case']} ({case['leaves']} leaves, {case['params'] / 1e6:.1f}M)"
     for impl, ms in case["ms"].items():
-      lines.append(f"| {label} | {impl} | {ms:.2f} | {ms / floor_ms:.2f}x | {optax_ms / ms:.1f}x |")
+      fault = case["fault_bytes_per_param"][impl]
+      lines.append(
+        f"| {label} | {impl} | {ms:.2f} | {ms / floor_ms:.2f}x | {optax_ms / ms:.1f}x "
+        f"| {fault:.1f} |"
+      )
       label = ""
   lines += [
     "",

@@ -291,41 +291,6 @@ def test_unbuilt_kernel(monkeypatch):
     adadelta_optax.adadelta(implementation="cuda")
 
 
-def test_flatten_params_round_trip_and_training():
-  """A flat layout keeps dtypes, round-trips, and trains exactly like the tree."""
-  rng = np.random.default_rng(4)
-  tree = {
-    "a": rng.normal(size=(3, 4)).astype(np.float32),
-    "b": [rng.normal(size=(5,)), rng.normal(size=()).astype(np.float32)],
-    "h": jnp.ones((2,), jnp.bfloat16),
-  }
-  tree = jax.tree.map(jnp.asarray, tree)
-  flat, unflatten = adadelta_optax.flatten_params(tree)
-  assert {k: v.shape for k, v in flat.items()} == {
-    "float32": (13,),
-    "float64": (5,),
-    "bfloat16": (2,),
-  }
-  for a, b in zip(jax.tree.leaves(unflatten(flat)), jax.tree.leaves(tree), strict=True):
-    assert a.dtype == b.dtype
-    np.testing.assert_array_equal(a, b)
-
-  def loss(p):
-    return sum(jnp.sum(jnp.sin(x.astype(jnp.float32)) ** 2) for x in jax.tree.leaves(p))
-
-  tx = adadelta_optax.adadelta(global_clipnorm=1.0, weight_decay=0.01)
-  flat_state, tree_state = tx.init(flat), tx.init(tree)
-  for _ in range(5):
-    flat_grads = jax.grad(lambda f: loss(unflatten(f)))(flat)
-    assert set(flat_grads) == set(flat)
-    flat, flat_state = jax.jit(tx.apply_gradients)(flat_grads, flat_state, flat)
-    tree, tree_state = jax.jit(tx.apply_gradients)(jax.grad(loss)(tree), tree_state, tree)
-  for a, b in zip(jax.tree.leaves(unflatten(flat)), jax.tree.leaves(tree), strict=True):
-    np.testing.assert_allclose(np.float64(a), np.float64(b), rtol=1e-6, atol=1e-7)
-  with pytest.raises(ValueError, match="unflatten expects buffers"):
-    unflatten({"float32": jnp.zeros(3)})
-
-
 @pytest.mark.parametrize("implementation", ["kernel", "fused", "xla"])
 def test_tiny_gradients_step_exactly_as_the_reference(implementation):
   """float64, eps 1e-7, gradients far below sqrt(eps): A + eps == eps == D + eps, so the ratio
