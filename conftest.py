@@ -31,6 +31,7 @@ REQUIRE_ALL = os.environ.get("ADADELTA_REQUIRE_ALL") == "1"
 # flatbuffers for jax.export's serialization).
 SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
   "adadelta_optax/checkpoint/_checkpoint.py": (("frameworks",), ("orbax.checkpoint",)),
+  "tests/test_benchmarks.py": (("frameworks",), ("tqdm",)),
   "tests/test_checkpoint.py": (("frameworks",), ("orbax.checkpoint",)),
   "tests/test_examples.py": (("frameworks", "examples"), ("matplotlib", "tqdm", "sklearn")),
   "tests/test_export.py": ((), ("flatbuffers",)),

@@ -14,10 +14,18 @@ The trees are abstract (:class:`jax.ShapeDtypeStruct`), so GPT-2 XL needs no mem
 measurement starts from empty caches (:func:`jax.clear_caches`), rounds interleave the variants,
 and the table gives the median per variant and its ratio to plain adds (and optax to ours).
 
+With ``--before DIR`` (a checkout of another version, its kernel built) it compares the two
+versions instead: each round runs this script once per version, in a fresh process whose
+``PYTHONPATH`` is that checkout, alternating which goes first, and prints each step's median
+compile time after over before.
+
 Usage::
 
-  python benchmarks/bench_compile.py              # all trees, 3 rounds (a few minutes on 2 cores)
-  python benchmarks/bench_compile.py --quick      # ResNet-50 only, 1 round
+  python benchmarks/bench_compile.py            # all trees, 3 rounds (a few minutes on 2 cores)
+  python benchmarks/bench_compile.py --quick    # ResNet-50 only, 1 round
+  git worktree add /tmp/before COMMIT       # then build its kernel there, or copy the .so:
+  cp adadelta_optax/_adadelta_cpu.so /tmp/before/adadelta_optax/
+  python benchmarks/bench_compile.py --before /tmp/before --tree ResNet-50 --rounds 2
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -106,15 +117,40 @@ def markdown(rows: list[dict[str, Any]]) -> str:
   return "\n".join(lines)
 
 
+def compare(before: Path, names: list[str], rounds: int) -> None:
+  """Median compile times of each step, this checkout over ``before``, alternating processes."""
+  roots = {"before": before.resolve(), "after": Path(__file__).resolve().parents[1]}
+  runs: dict[str, list[dict[str, dict[str, float]]]] = {"before": [], "after": []}
+  for r in tqdm(range(rounds), desc="rounds"):
+    for version in ("before", "after") if r % 2 == 0 else ("after", "before"):
+      with tempfile.TemporaryDirectory() as out:
+        tree_args = [arg for name in names for arg in ("--tree", name)]
+        command = [sys.executable, __file__, "--rounds", "1", "--out", out, *tree_args]
+        env = {**os.environ, "PYTHONPATH": str(roots[version])}
+        subprocess.run(command, env=env, check=True, capture_output=True, cwd=tempfile.gettempdir())
+        rows = json.loads((Path(out) / "bench_compile.json").read_text())["rows"]
+        runs[version].append({row["tree"]: row["s"] for row in rows})
+  lines = ["| tree | step | before s | after s | after / before |", "|---|---|---|---|---|"]
+  for name in names:
+    for step in runs["after"][0][name]:
+      b, a = (float(np.median([run[name][step] for run in runs[v]])) for v in ("before", "after"))
+      lines.append(f"| {name} | {step} | {b:.2f} | {a:.2f} | {a / b:.2f}x |")
+  print("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--quick", action="store_true", help="ResNet-50 only, one round")
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--tree", action="append", choices=list(TREES), help="repeatable")
   parser.add_argument("--out", type=Path, default=Path("runs/bench_compile"))
+  parser.add_argument("--before", type=Path, help="a checkout of another version: compare them")
   args = parser.parse_args(argv)
   names = args.tree or (["ResNet-50"] if args.quick else list(TREES))
   rounds = 1 if args.quick else args.rounds
+  if args.before is not None:
+    compare(args.before, names, rounds)
+    return
   fns = variants()
   rows = []
   for name in tqdm(names, desc="trees"):
