@@ -45,8 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _progress import progress
 from _trees import gpt2_shapes, many_leaves_shapes, resnet50_shapes
-from tqdm import tqdm
 
 import adadelta_optax
 
@@ -121,7 +121,7 @@ def compare(before: Path, names: list[str], rounds: int) -> None:
   """Median compile times of each step, this checkout over ``before``, alternating processes."""
   roots = {"before": before.resolve(), "after": Path(__file__).resolve().parents[1]}
   runs: dict[str, list[dict[str, dict[str, float]]]] = {"before": [], "after": []}
-  for r in tqdm(range(rounds), desc="rounds"):
+  for r in progress(range(rounds), desc="rounds"):
     for version in ("before", "after") if r % 2 == 0 else ("after", "before"):
       with tempfile.TemporaryDirectory() as out:
         tree_args = [arg for name in names for arg in ("--tree", name)]
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     return
   fns = variants()
   rows = []
-  for name in tqdm(names, desc="trees"):
+  for name in progress(names, desc="trees"):
     params = _abstract(TREES[name]())
     times: dict[str, list[float]] = {v: [] for v in fns}
     for r in range(rounds):

@@ -18,6 +18,7 @@ default path; on other devices the fused JAX step does.
 Usage::
 
   python benchmarks/bench_device.py                      # every case (a few minutes on a GPU)
+  bash benchmarks/device_check.sh                        # every case, each under a time limit
   python benchmarks/bench_device.py --quick              # small sizes, to check it works
   python benchmarks/bench_device.py --case "GPT-2 XL"    # one case (repeatable)
 """
@@ -35,8 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _progress import progress
 from _trees import gpt2_shapes, many_leaves_shapes, resnet50_shapes
-from tqdm import tqdm
 
 import adadelta_optax
 
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = {name: spec[name] for name in args.case}
   bandwidth = copy_bandwidth(2**24 if args.quick else 2**30, 20)
   rows = []
-  for name, (shapes, dtype) in tqdm(spec.items(), desc="cases"):
+  for name, (shapes, dtype) in progress(spec.items(), desc="cases"):
     n = sum(int(np.prod(s)) for s in shapes)
     floor_ms = 1e3 * n * (28 if dtype == jnp.float32 else 20) / bandwidth
     runs = steps(shapes, dtype)
