@@ -47,6 +47,7 @@ import numpy as np
 import optax
 from _progress import progress
 from _trees import gpt2_shapes, many_leaves_shapes, resnet50_shapes
+from bench_step import protocol_step
 
 import adadelta_optax
 
@@ -60,14 +61,6 @@ TREES = {
 
 def _abstract(shapes: list[tuple[int, ...]]) -> dict[str, jax.ShapeDtypeStruct]:
   return {f"p{i:04d}": jax.ShapeDtypeStruct(s, jnp.float32) for i, s in enumerate(shapes)}
-
-
-def _protocol(tx: optax.GradientTransformation) -> Callable[..., Any]:
-  def step(p: Any, s: Any, g: Any) -> Any:
-    updates, s = tx.update(g, s, p)
-    return optax.apply_updates(p, updates), s
-
-  return step
 
 
 def variants() -> dict[str, Callable[[Any], float]]:
@@ -86,14 +79,14 @@ def variants() -> dict[str, Callable[[Any], float]]:
     return timed(lambda p, g: jax.tree.map(jnp.add, p, g), (p, p), (0,))
 
   def ours_protocol(p: Any) -> float:
-    return timed(_protocol(ours), (p, jax.eval_shape(ours.init, p), p), (0, 1))
+    return timed(protocol_step(ours), (p, jax.eval_shape(ours.init, p), p), (0, 1))
 
   def ours_apply(p: Any) -> float:
     step = lambda p, s, g: ours.apply_gradients(g, s, p)  # noqa: E731
     return timed(step, (p, jax.eval_shape(ours.init, p), p), (0, 1))
 
   def optax_protocol(p: Any) -> float:
-    return timed(_protocol(theirs), (p, jax.eval_shape(theirs.init, p), p), (0, 1))
+    return timed(protocol_step(theirs), (p, jax.eval_shape(theirs.init, p), p), (0, 1))
 
   return {
     "plain adds": plain,

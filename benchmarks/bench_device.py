@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +37,9 @@ import numpy as np
 import optax
 from _progress import progress
 from _trees import gpt2_shapes, many_leaves_shapes, resnet50_shapes
+from bench_step import EPS, LR, RHO, JaxRunner, make_optax_style, median_times
 
 import adadelta_optax
-
-RHO, EPS, LR = 0.95, 1e-7, 1.0
 
 
 def copy_bandwidth(n_bytes: int, reps: int) -> float:
@@ -57,64 +55,23 @@ def copy_bandwidth(n_bytes: int, reps: int) -> float:
   return 2 * n_bytes / float(np.median(times))
 
 
-class Step:
-  """A jitted step with donated carry; ``run()`` steps once and blocks."""
+def steps(shapes: list[tuple[int, ...]], dtype: Any) -> dict[str, JaxRunner]:
+  """The three steps of a case, each jitted with params and state donated, gradient passed in."""
 
-  def __init__(self, fn: Callable[..., Any], carry: tuple[Any, ...], consts: tuple[Any, ...]):
-    jitted = jax.jit(fn, donate_argnums=tuple(range(len(carry))))
-    start = time.perf_counter()
-    self.compiled = jitted.lower(*carry, *consts).compile()
-    self.compile_s = time.perf_counter() - start
-    self.carry, self.consts = carry, consts
-
-  def run(self) -> None:
-    self.carry = self.compiled(*self.carry, *self.consts)
-    jax.block_until_ready(self.carry)
-
-
-def steps(shapes: list[tuple[int, ...]], dtype: Any) -> dict[str, Step]:
   def fresh() -> dict[str, jax.Array]:
     return {f"p{i:04d}": jnp.full(s, 0.5, dtype) for i, s in enumerate(shapes)}
 
   grads = jax.tree.map(lambda x: jnp.full_like(x, 0.1), fresh())
   state_dtype = jnp.float32 if dtype != jnp.float32 else None
   ours = adadelta_optax.adadelta(LR, RHO, EPS, state_dtype=state_dtype)
-  theirs = optax.adadelta(LR, RHO, EPS)
-
-  def protocol(tx: optax.GradientTransformation) -> Callable[..., Any]:
-    def step(p: Any, s: Any, g: Any) -> Any:
-      updates, s = tx.update(g, s, p)
-      return optax.apply_updates(p, updates), s
-
-    return step
-
   p = fresh()
-  out = {
-    "ours: apply_gradients": Step(
+  return {
+    "ours: apply_gradients": JaxRunner(
       lambda p, s, g: ours.apply_gradients(g, s, p), (p, ours.init(p)), (grads,)
-    )
+    ),
+    "ours: update+apply_updates": make_optax_style(ours, fresh()),
+    "optax: update+apply_updates": make_optax_style(optax.adadelta(LR, RHO, EPS), fresh()),
   }
-  p = fresh()
-  out["ours: update+apply_updates"] = Step(protocol(ours), (p, ours.init(p)), (grads,))
-  p = fresh()
-  out["optax: update+apply_updates"] = Step(protocol(theirs), (p, theirs.init(p)), (grads,))
-  return out
-
-
-def measure(runs: dict[str, Step], budget_s: float, min_reps: int) -> dict[str, float]:
-  """Interleaved medians (ms), the order rotating by one step per round."""
-  for step in runs.values():
-    step.run()
-  times: dict[str, list[float]] = {name: [] for name in runs}
-  start, rounds = time.perf_counter(), 0
-  while rounds < min_reps or (time.perf_counter() - start < budget_s and rounds < 50):
-    names = list(runs)
-    for name in names[rounds % len(names) :] + names[: rounds % len(names)]:
-      t0 = time.perf_counter()
-      runs[name].run()
-      times[name].append(time.perf_counter() - t0)
-    rounds += 1
-  return {name: 1e3 * float(np.median(ts)) for name, ts in times.items()}
 
 
 def cases(quick: bool) -> dict[str, tuple[list[tuple[int, ...]], Any]]:
@@ -150,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     n = sum(int(np.prod(s)) for s in shapes)
     floor_ms = 1e3 * n * (28 if dtype == jnp.float32 else 20) / bandwidth
     runs = steps(shapes, dtype)
-    ms = measure(runs, args.budget, args.min_reps)
+    ms = median_times(runs, args.budget, args.min_reps)
     compile_s = {k: r.compile_s for k, r in runs.items()}
     rows.append(
       {

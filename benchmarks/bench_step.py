@@ -48,8 +48,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from _floor import floor_step  # noqa: E402  (benchmarks/_floor.py, next to this script)
+from _progress import progress  # noqa: E402
 from _trees import resnet50_shapes  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 import adadelta_optax  # noqa: E402
 from adadelta_optax.core import _step
@@ -137,14 +137,20 @@ def make_train_style(tx: optax.GradientTransformation, params: Any) -> Runner:
   return JaxRunner(step, (params, tx.init(params)), (jnp.float32(0.2),))
 
 
-def make_optax_style(tx: optax.GradientTransformation, params: Any) -> Runner:
-  grads = jax.tree.map(lambda x: jnp.full_like(x, 0.1), params)
+def protocol_step(tx: optax.GradientTransformation) -> Callable[..., Any]:
+  """``(params, state, grads) -> (params, state)``: ``tx.update`` then ``optax.apply_updates``,
+  what ``nnx.Optimizer`` and linen's ``TrainState`` run, with the gradient passed in."""
 
-  def step(p, s, g):
+  def step(p: Any, s: Any, g: Any) -> Any:
     updates, s = tx.update(g, s, p)
     return optax.apply_updates(p, updates), s
 
-  return JaxRunner(step, (params, tx.init(params)), (grads,))
+  return step
+
+
+def make_optax_style(tx: optax.GradientTransformation, params: Any) -> Runner:
+  grads = jax.tree.map(lambda x: jnp.full_like(x, 0.1), params)
+  return JaxRunner(protocol_step(tx), (params, tx.init(params)), (grads,))
 
 
 class TorchRunner(Runner):
@@ -344,7 +350,7 @@ def sweeps(args: argparse.Namespace) -> dict[str, Any]:
   total = 2_000_000
   if args.quick:
     sizes, leaf_counts, total = [10_000, 100_000], [1, 10, 100], 100_000
-  for n in tqdm(sizes, desc="sweep: size"):
+  for n in progress(sizes, desc="sweep: size"):
     runners = {
       "floor": make_floor(jax.tree.map(jnp.asarray, tree_of([(n,)]))),
       "ours": make_ours_apply(jax.tree.map(jnp.asarray, tree_of([(n,)]))),
@@ -353,7 +359,7 @@ def sweeps(args: argparse.Namespace) -> dict[str, Any]:
       ),
     }
     out["by_size"].append({"params": n, "ms": median_times(runners, 2.0, 5)})
-  for leaves in tqdm(leaf_counts, desc="sweep: leaves"):
+  for leaves in progress(leaf_counts, desc="sweep: leaves"):
     shapes = [(total // leaves,)] * leaves
     runners = {
       "floor": make_floor(jax.tree.map(jnp.asarray, tree_of(shapes))),
@@ -474,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
       parser.error(f"--case {sorted(unknown)}: not one of {[name for name, _ in cases_spec]}")
     cases_spec = [(name, shapes) for name, shapes in cases_spec if name in args.case]
-  cases = [run_case(name, shapes, args) for name, shapes in tqdm(cases_spec, desc="cases")]
+  cases = [run_case(name, shapes, args) for name, shapes in progress(cases_spec, desc="cases")]
   flax_rows = [] if args.no_flax else flax_steps(args)
   sweep = None if args.no_sweeps else sweeps(args)
   table = markdown(cases, flax_rows)
