@@ -18,6 +18,7 @@ from adadelta_optax.core import (
   Adadelta,
   AdadeltaConfig,
   AdadeltaState,
+  FlatAdadeltaState,
   KerasTrainingState,
   KernelUnavailableWarning,
   ScaleByAdadeltaState,
@@ -27,6 +28,7 @@ from adadelta_optax.core import (
   adadelta,
   add_decayed_weights,
   clip_gradients,
+  flat_state,
   flatten_params,
   from_adadelta_config,
   get_weights,
@@ -38,6 +40,7 @@ from adadelta_optax.core import (
   scale_by_decayed_learning_rate,
   set_weights,
   skip_nonfinite,
+  tree_state,
   with_keras_training,
 )
 
@@ -45,6 +48,7 @@ __all__ = [
   "Adadelta",
   "AdadeltaConfig",
   "AdadeltaState",
+  "FlatAdadeltaState",
   "KerasTrainingState",
   "KernelUnavailableWarning",
   "ScaleByAdadeltaState",
@@ -57,6 +61,7 @@ __all__ = [
   "checkpoint",
   "clip_gradients",
   "distributed",
+  "flat_state",
   "flatten_params",
   "from_adadelta_config",
   "get_weights",
@@ -71,6 +76,7 @@ __all__ = [
   "schedules",
   "set_weights",
   "skip_nonfinite",
+  "tree_state",
   "with_keras_training",
 ]
 

@@ -48,6 +48,13 @@ KWARGS = [
       ema_overwrite_frequency=3,
     ),
   ),
+  dict(
+    state_layout="flat",
+    clipnorm=0.5,
+    weight_decay=0.1,
+    weight_decay_mask={"w": True, "b": False},
+    keras_training=dict(gradient_accumulation_steps=2, use_ema=True),
+  ),
 ]
 
 
@@ -90,6 +97,7 @@ def test_config_values():
     "ema_momentum": 0.99,
     "ema_overwrite_frequency": None,
     "implementation": "auto",
+    "state_layout": "tree",
   }
 
 

@@ -399,18 +399,24 @@ void RunTree(ffi::ThreadPool& pool, const std::vector<Leaf>& leaves, const T* hy
   });
 }
 
-template <ffi::DataType DT>
-ffi::Error TreeImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi::S32> flags,
-                    ffi::RemainingArgs args, ffi::RemainingRets rets, int32_t mode) {
+// Flat accumulators (FlatAdadeltaState): the last two arguments and results are each dtype's one
+// accumulator buffer, of which this call's leaves hold the elements from `offset` on, in order;
+// the other arguments and results are per leaf as above.
+template <ffi::DataType DT, bool Flat>
+ffi::Error StepImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi::S32> flags,
+                    ffi::RemainingArgs args, ffi::RemainingRets rets, int32_t mode,
+                    int64_t offset) {
   using T = ffi::NativeType<DT>;
   const bool apply = mode & 1, has_params = mode & 2;
   const size_t n_leaves = flags.element_count();
   const size_t per_leaf_args = has_params ? 4 : 3;
+  const size_t expected_args = Flat ? (per_leaf_args - 2) * n_leaves + 2 : per_leaf_args * n_leaves;
+  const size_t expected_rets = Flat ? n_leaves + 2 : 3 * n_leaves;
   const int64_t segments = static_cast<int64_t>(hyper.element_count() / kNumHyper);
   if (segments == 0 || hyper.element_count() % kNumHyper != 0) {
     return ffi::Error::InvalidArgument("adadelta kernel: hyperparameter rows have wrong length");
   }
-  if (args.size() != per_leaf_args * n_leaves || rets.size() != 3 * n_leaves || (apply && !has_params)) {
+  if (args.size() != expected_args || rets.size() != expected_rets || (apply && !has_params)) {
     return ffi::Error::InvalidArgument("adadelta kernel: wrong number of buffers");
   }
   for (size_t i = 0; i < n_leaves; ++i) {
@@ -421,22 +427,77 @@ ffi::Error TreeImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi
           " not allowed (bits 1, 2, 4, 8, 32 and 64; 64, kNormFirst, only with 32, kNormClip)");
     }
   }
+  // Flat: the accumulator buffers, copied to the results first should XLA not alias them.
+  T* a_flat = nullptr;
+  T* d_flat = nullptr;
+  if (Flat) {
+    const size_t first = (per_leaf_args - 2) * n_leaves;
+    auto a = args.get<ffi::AnyBuffer>(first);
+    auto d = args.get<ffi::AnyBuffer>(first + 1);
+    auto a_out = rets.get<ffi::AnyBuffer>(n_leaves);
+    auto d_out = rets.get<ffi::AnyBuffer>(n_leaves + 1);
+    if (a.has_error() || d.has_error() || a_out.has_error() || d_out.has_error()) {
+      return ffi::Error::InvalidArgument("adadelta kernel: could not decode a buffer");
+    }
+    const size_t total = a->element_count();
+    if (d->element_count() != total || (*a_out)->element_count() != total ||
+        (*d_out)->element_count() != total || a->element_type() != DT || d->element_type() != DT) {
+      return ffi::Error::InvalidArgument("adadelta kernel: accumulator buffers differ");
+    }
+    for (auto [src, dst] : {std::pair{*a, *a_out}, std::pair{*d, *d_out}}) {
+      if (dst->untyped_data() != src.untyped_data()) {
+        std::memcpy(dst->untyped_data(), src.untyped_data(), total * sizeof(T));
+      }
+    }
+    a_flat = static_cast<T*>((*a_out)->untyped_data());
+    d_flat = static_cast<T*>((*d_out)->untyped_data());
+    int64_t end = offset;
+    for (size_t i = 0; i < n_leaves; ++i) {
+      auto g = args.get<ffi::AnyBuffer>(i);
+      if (g.has_error()) return ffi::Error::InvalidArgument("adadelta kernel: could not decode a buffer");
+      end += static_cast<int64_t>(g->element_count());
+    }
+    if (offset < 0 || end > static_cast<int64_t>(total) || segments != 1) {
+      return ffi::Error::InvalidArgument("adadelta kernel: leaves do not fit the accumulator buffers");
+    }
+  }
   std::vector<Leaf> leaves(n_leaves);
+  int64_t position = offset;
   for (size_t i = 0; i < n_leaves; ++i) {
     auto g = args.get<ffi::AnyBuffer>(i);
-    auto a = args.get<ffi::AnyBuffer>((per_leaf_args - 2) * n_leaves + i);
-    auto d = args.get<ffi::AnyBuffer>((per_leaf_args - 1) * n_leaves + i);
     auto out = rets.get<ffi::AnyBuffer>(i);
-    auto a_out = rets.get<ffi::AnyBuffer>(n_leaves + i);
-    auto d_out = rets.get<ffi::AnyBuffer>(2 * n_leaves + i);
-    if (g.has_error() || a.has_error() || d.has_error() || out.has_error() || a_out.has_error() ||
-        d_out.has_error()) {
+    if (g.has_error() || out.has_error()) {
       return ffi::Error::InvalidArgument("adadelta kernel: could not decode a buffer");
     }
     const size_t n = g->element_count();
-    if (a->element_count() != n || d->element_count() != n || (*out)->element_count() != n ||
-        g->element_type() != DT || a->element_type() != DT || d->element_type() != DT) {
+    if ((*out)->element_count() != n || g->element_type() != DT) {
       return ffi::Error::InvalidArgument("adadelta kernel: leaf shapes or dtypes differ");
+    }
+    void* a_data = nullptr;
+    void* d_data = nullptr;
+    if (Flat) {
+      a_data = a_flat + position;
+      d_data = d_flat + position;
+      position += static_cast<int64_t>(n);
+    } else {
+      auto a = args.get<ffi::AnyBuffer>((per_leaf_args - 2) * n_leaves + i);
+      auto d = args.get<ffi::AnyBuffer>((per_leaf_args - 1) * n_leaves + i);
+      auto a_out = rets.get<ffi::AnyBuffer>(n_leaves + i);
+      auto d_out = rets.get<ffi::AnyBuffer>(2 * n_leaves + i);
+      if (a.has_error() || d.has_error() || a_out.has_error() || d_out.has_error()) {
+        return ffi::Error::InvalidArgument("adadelta kernel: could not decode a buffer");
+      }
+      if (a->element_count() != n || d->element_count() != n || a->element_type() != DT ||
+          d->element_type() != DT) {
+        return ffi::Error::InvalidArgument("adadelta kernel: leaf shapes or dtypes differ");
+      }
+      for (auto [src, dst] : {std::pair{*a, *a_out}, std::pair{*d, *d_out}}) {
+        if (dst->untyped_data() != src.untyped_data()) {
+          std::memcpy(dst->untyped_data(), src.untyped_data(), n * sizeof(T));
+        }
+      }
+      a_data = (*a_out)->untyped_data();
+      d_data = (*d_out)->untyped_data();
     }
     if (n % segments != 0) {
       return ffi::Error::InvalidArgument("adadelta kernel: leaf size not a multiple of the segments");
@@ -454,16 +515,24 @@ ffi::Error TreeImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi
         x = (*out)->untyped_data();
       }
     }
-    for (auto [src, dst] : {std::pair{*a, *a_out}, std::pair{*d, *d_out}}) {
-      if (dst->untyped_data() != src.untyped_data()) {
-        std::memcpy(dst->untyped_data(), src.untyped_data(), n * sizeof(T));
-      }
-    }
-    leaves[i] = {static_cast<int64_t>(n), static_cast<int64_t>(n) / segments, g->untyped_data(), x, (*a_out)->untyped_data(), (*d_out)->untyped_data(),
+    leaves[i] = {static_cast<int64_t>(n), static_cast<int64_t>(n) / segments, g->untyped_data(), x, a_data, d_data,
                  apply ? nullptr : (*out)->untyped_data(), flags.typed_data()[i]};
   }
   RunTree<T>(pool, leaves, hyper.typed_data(), segments, apply);
   return ffi::Error::Success();
+}
+
+template <ffi::DataType DT>
+ffi::Error TreeImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi::S32> flags,
+                    ffi::RemainingArgs args, ffi::RemainingRets rets, int32_t mode) {
+  return StepImpl<DT, false>(pool, hyper, flags, args, rets, mode, 0);
+}
+
+template <ffi::DataType DT>
+ffi::Error FlatImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi::S32> flags,
+                    ffi::RemainingArgs args, ffi::RemainingRets rets, int32_t mode,
+                    int64_t offset) {
+  return StepImpl<DT, true>(pool, hyper, flags, args, rets, mode, offset);
 }
 
 #endif  // ADADELTA_CPU_NO_HANDLERS
@@ -483,6 +552,10 @@ ffi::Error TreeImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaTreeF32, TreeImpl<ffi::F32>, ADADELTA_BIND_TREE(ffi::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaTreeF64, TreeImpl<ffi::F64>, ADADELTA_BIND_TREE(ffi::F64));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaFlatF32, FlatImpl<ffi::F32>,
+                              ADADELTA_BIND_TREE(ffi::F32).Attr<int64_t>("offset"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaFlatF64, FlatImpl<ffi::F64>,
+                              ADADELTA_BIND_TREE(ffi::F64).Attr<int64_t>("offset"));
 
 // The XLA FFI API version of the headers this library was compiled against (the version every
 // handler above reports when it is registered). XLA refuses a handler newer than the running

@@ -22,6 +22,7 @@ Everything users need from here is re-exported by :mod:`adadelta_optax`.
 from adadelta_optax.core._clipping import clip_gradients
 from adadelta_optax.core._config import AdadeltaConfig, TrainingOptions, register_schedule
 from adadelta_optax.core._flat import flatten_params
+from adadelta_optax.core._flat_state import FlatAdadeltaState, flat_state, tree_state
 from adadelta_optax.core._info import info
 from adadelta_optax.core._keras_training import KerasTrainingState
 from adadelta_optax.core._kernel import (
@@ -49,6 +50,7 @@ __all__ = [
   "Adadelta",
   "AdadeltaConfig",
   "AdadeltaState",
+  "FlatAdadeltaState",
   "KerasTrainingState",
   "KernelUnavailableWarning",
   "ScaleByAdadeltaState",
@@ -58,6 +60,7 @@ __all__ = [
   "adadelta",
   "add_decayed_weights",
   "clip_gradients",
+  "flat_state",
   "flatten_params",
   "from_adadelta_config",
   "get_weights",
@@ -69,5 +72,6 @@ __all__ = [
   "scale_by_decayed_learning_rate",
   "set_weights",
   "skip_nonfinite",
+  "tree_state",
   "with_keras_training",
 ]

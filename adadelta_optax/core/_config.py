@@ -26,6 +26,10 @@ from adadelta_optax.core._weight_decay import MaskOrFn
 Implementation = Literal["auto", "kernel", "fused", "xla"]
 IMPLEMENTATIONS: tuple[str, ...] = get_args(Implementation)
 
+#: How the optimizer state holds the accumulators (see :func:`adadelta_optax.adadelta`).
+StateLayout = Literal["tree", "flat"]
+STATE_LAYOUTS: tuple[str, ...] = get_args(StateLayout)
+
 #: A hyperparameter: a number, or a scalar array (traced under ``optax.inject_hyperparams``).
 Number = float | jax.Array
 
@@ -67,6 +71,7 @@ class AdadeltaConfig:
   state_dtype: Any = None
   sparse_rows: bool = False
   implementation: Implementation = "auto"
+  state_layout: StateLayout = "tree"
 
   def __post_init__(self) -> None:
     _validation.check_learning_rate(self.learning_rate)
@@ -95,6 +100,18 @@ class AdadeltaConfig:
     if not isinstance(self.implementation, str) or self.implementation not in IMPLEMENTATIONS:
       raise ValueError(
         f"implementation must be one of {IMPLEMENTATIONS}, got {self.implementation!r}."
+      )
+    if not isinstance(self.state_layout, str) or self.state_layout not in STATE_LAYOUTS:
+      raise ValueError(f"state_layout must be one of {STATE_LAYOUTS}, got {self.state_layout!r}.")
+    if self.state_layout == "flat" and self.implementation == "xla":
+      raise ValueError(
+        "state_layout='flat' needs the fused step (implementation 'auto', 'kernel' or 'fused'); "
+        "implementation='xla' chains per-leaf transforms whose state is a tree."
+      )
+    if self.state_layout == "flat" and self.sparse_rows:
+      raise ValueError(
+        "state_layout='flat' cannot be combined with sparse_rows=True (which selects rows of "
+        "each leaf's accumulators); use state_layout='tree'."
       )
 
 
@@ -150,9 +167,11 @@ def fields_of(config: AdadeltaConfig | TrainingOptions) -> dict[str, Any]:
 
 _ADADELTA_KEYS = tuple(f.name for f in dataclasses.fields(AdadeltaConfig))
 _TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(TrainingOptions))
+#: How the step runs and how the state is laid out, not what it computes: last in the config.
+_RUN_KEYS = ("implementation", "state_layout")
 #: The keys of :meth:`Adadelta.get_config`, in order: the fields of :class:`AdadeltaConfig` but
-#: ``implementation``, then those of :class:`TrainingOptions`, then ``implementation``.
-CONFIG_KEYS = (*_ADADELTA_KEYS[:-1], *_TRAINING_KEYS, "implementation")
+#: ``implementation`` and ``state_layout``, then those of :class:`TrainingOptions`, then these two.
+CONFIG_KEYS = (*(k for k in _ADADELTA_KEYS if k not in _RUN_KEYS), *_TRAINING_KEYS, *_RUN_KEYS)
 
 #: The fields whose values are plain numbers (or None).
 _NUMBER_KEYS = (

@@ -35,6 +35,8 @@ KERNEL_DTYPES = (jnp.dtype("float32"), jnp.dtype("float64"))
 _SYMBOLS = {
   "adadelta_optax_tree_f32": "AdadeltaTreeF32",
   "adadelta_optax_tree_f64": "AdadeltaTreeF64",
+  "adadelta_optax_flat_f32": "AdadeltaFlatF32",
+  "adadelta_optax_flat_f64": "AdadeltaFlatF64",
 }
 
 
@@ -215,13 +217,14 @@ def _caller_stacklevel() -> int:
 def kernel_call(
   grads: list[jax.Array],
   params: list[jax.Array] | None,
-  accum_grads: list[jax.Array],
-  accum_vars: list[jax.Array],
+  accum_grads: Any,
+  accum_vars: Any,
   hyper_rows: jax.Array,
   *,
   flags: np.ndarray,
   apply: bool,
-) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+  offset: int | None = None,
+) -> tuple[list[jax.Array], Any, Any]:
   """All leaves of one dtype through one call of the C++ kernel, updated in place.
 
   ``hyper_rows`` has shape ``(segments, fields)`` (the fields of ``_step.HYPER_FIELDS``): each
@@ -233,30 +236,48 @@ def kernel_call(
   which in a train step dies there (XLA copies a gradient that is still needed first): in a step
   that computes the gradient and calls ``update`` then ``optax.apply_updates`` (``nnx.Optimizer``,
   linen's ``TrainState``) the update needs no buffer of its own.
+
+  With ``offset`` (the flat layout, :class:`~adadelta_optax.FlatAdadeltaState`),
+  ``accum_grads`` and ``accum_vars`` are each the dtype's one accumulator buffer, whose elements
+  from ``offset`` on belong to these leaves in order; they come back as one buffer each.
   """
   n = len(grads)
-  dtype = accum_grads[0].dtype
-  shapes = [jax.ShapeDtypeStruct(a.shape, dtype) for a in accum_grads]
+  flat = offset is not None
+  dtype = accum_grads.dtype if flat else accum_grads[0].dtype
+  shapes = [jax.ShapeDtypeStruct(jnp.shape(g), dtype) for g in grads]
+  accums = [accum_grads, accum_vars] if flat else [*accum_grads, *accum_vars]
   has_params = params is not None
-  leaf_args = [*grads, *(params or []), *accum_grads, *accum_vars]
   first_accum = 2 + (2 if has_params else 1) * n  # after hyper, flags, grads and params
-  aliases = {first_accum + i: n + i for i in range(2 * n)}
+  aliases = {first_accum + i: n + i for i in range(len(accums))}
   if apply:
     aliases.update({2 + n + i: i for i in range(n)})
   else:
     aliases.update({2 + i: i for i in range(n)})
+  results = [jax.ShapeDtypeStruct(a.shape, dtype) for a in accums]
+  kind = "flat" if flat else "tree"
   call = jax.ffi.ffi_call(
-    f"adadelta_optax_tree_{dtype.name.replace('float', 'f')}",
-    shapes * 3,
+    f"adadelta_optax_{kind}_{dtype.name.replace('float', 'f')}",
+    [*shapes, *results],
     input_output_aliases=aliases,
   )
+  attributes = {} if offset is None else {"offset": np.int64(offset)}
   out = call(
-    hyper_rows, jnp.asarray(flags, jnp.int32), *leaf_args, mode=np.int32(apply | (has_params << 1))
+    hyper_rows,
+    jnp.asarray(flags, jnp.int32),
+    *grads,
+    *(params or []),
+    *accums,
+    mode=np.int32(apply | (has_params << 1)),
+    **attributes,
   )
+  if flat:
+    return list(out[:n]), out[n], out[n + 1]
   return list(out[:n]), list(out[n : 2 * n]), list(out[2 * n :])
 
 
-def _batched_kernel_call(flags: np.ndarray, apply: bool) -> Any:
+def _batched_kernel_call(
+  flags: np.ndarray, apply: bool, offset: int | None, jax_fn: Callable[..., Any]
+) -> Any:
   """:func:`kernel_call` with a :func:`jax.vmap` rule: the kernel serves the whole batch.
 
   The step is elementwise within a leaf except per-leaf norm clipping, whose norms the kernel
@@ -264,16 +285,26 @@ def _batched_kernel_call(flags: np.ndarray, apply: bool) -> Any:
   with ``B`` hyperparameter rows per row before (a hyperparameter that is not batched, e.g. a
   constant learning rate, is repeated; an unbatched leaf is broadcast). Nested vmaps multiply the
   rows again, through the same rule.
+
+  The flat layout's buffers interleave the batch with the leaves, so a batched flat step runs
+  ``jax_fn`` (the same step in plain JAX) under the vmap instead.
   """
 
   @jax.custom_batching.custom_vmap
   def call(
     grads: Any, params: Any, accum_grads: Any, accum_vars: Any, hyper_rows: jax.Array
-  ) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
-    return kernel_call(grads, params, accum_grads, accum_vars, hyper_rows, flags=flags, apply=apply)
+  ) -> tuple[list[jax.Array], Any, Any]:
+    return kernel_call(
+      grads, params, accum_grads, accum_vars, hyper_rows, flags=flags, apply=apply, offset=offset
+    )
 
   @call.def_vmap
   def rule(axis_size: int, in_batched: Any, *args: Any) -> tuple[Any, Any]:
+    if offset is not None:
+      axes = tuple(jax.tree.map(lambda batched: 0 if batched else None, list(in_batched)))
+      out = jax.vmap(lambda g, x, a, d, h: jax_fn(g, x, a, d, h[0]), in_axes=axes)(*args)
+      return out, jax.tree.map(lambda _: True, out)
+
     def lift(x: jax.Array, batched: bool) -> jax.Array:
       return x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
 
@@ -289,21 +320,22 @@ def _batched_kernel_call(flags: np.ndarray, apply: bool) -> Any:
 def group_kernel(
   grads: list[jax.Array],
   params: list[jax.Array] | None,
-  accum_grads: list[jax.Array],
-  accum_vars: list[jax.Array],
+  accum_grads: Any,
+  accum_vars: Any,
   hyper: jax.Array,
   flags: np.ndarray,
   apply: bool,
   jax_fn: Callable[..., Any],
-) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+  offset: int | None = None,
+) -> tuple[list[jax.Array], Any, Any]:
   """The kernel's group step, transformable like ``jax_fn``: the same step in plain JAX
   (:func:`adadelta_optax.core._step.group_jax` with these ``flags`` and ``apply``).
 
   Its derivatives (``jax.jvp``, ``jax.grad``, ``jax.linearize``: hypergradients, meta-learning)
   are those of ``jax_fn``; the primal values stay the kernel's. Under :func:`jax.vmap` the kernel
-  takes the whole batch (:func:`_batched_kernel_call`).
+  takes the whole batch (:func:`_batched_kernel_call`). ``offset``: see :func:`kernel_call`.
   """
-  call = _batched_kernel_call(flags, apply)
+  call = _batched_kernel_call(flags, apply, offset, jax_fn)
 
   @jax.custom_jvp
   def step(grads: Any, params: Any, accum_grads: Any, accum_vars: Any, hyper: jax.Array) -> Any:
@@ -315,6 +347,8 @@ def group_kernel(
     return step(*primals), tangents_out
 
   out, new_accum_grads, new_accum_vars = step(grads, params, accum_grads, accum_vars, hyper)
+  if offset is not None:
+    return list(out), new_accum_grads, new_accum_vars
   return list(out), list(new_accum_grads), list(new_accum_vars)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +14,7 @@ import optax
 from adadelta_optax.core import (
   _clipping,
   _config,
+  _flat_state,
   _gradients,
   _kernel,
   _rule,
@@ -22,7 +23,14 @@ from adadelta_optax.core import (
   _validation,
   _weights,
 )
-from adadelta_optax.core._config import AdadeltaConfig, Implementation, TrainingOptions, fields_of
+from adadelta_optax.core._config import (
+  AdadeltaConfig,
+  Implementation,
+  StateLayout,
+  TrainingOptions,
+  fields_of,
+)
+from adadelta_optax.core._flat_state import FlatAdadeltaState
 from adadelta_optax.core._keras_training import KerasTraining, MicroStepSchedule
 from adadelta_optax.core._learning_rate import (
   ScaleByDecayedLearningRateState,
@@ -126,8 +134,10 @@ class Adadelta(optax.GradientTransformationExtraArgs):
       raise TypeError("kernel_bytes needs a plain adadelta() (wrappers hold other state).")
     if self.implementation != "kernel" or jax.device_count() != 1:
       return 0
-    state = jax.eval_shape(self.init, params)
-    return _kernel.kernel_bytes(self.config, params, state.accum_grad, apply=apply)
+    # The tree layout's accumulators (the flat layout's hold the same elements).
+    owner = _owner(self)
+    accum_grad = jax.eval_shape(owner.rule.init, params).accum_grad  # type: ignore[union-attr]
+    return _kernel.kernel_bytes(self.config, params, accum_grad, apply=apply)
 
   def get_gradients(self, loss_fn: Callable[..., Any], params: optax.Params, *args: Any) -> Any:
     """Gradients of the scalar ``loss_fn(params, *args)`` with respect to ``params``.
@@ -199,7 +209,14 @@ class _AdadeltaTransform:
       tree,
     )
 
-  def init(self, params: optax.Params) -> AdadeltaState:
+  def init(self, params: optax.Params) -> AdadeltaState | FlatAdadeltaState:
+    if self.config.state_layout == "flat":
+      _validation.check_float_leaves(params, "params")
+      if self.state_dtype is not None:
+        _validation.check_x64(self.state_dtype, "state_dtype")
+      (count,) = self.learning_rate.init(params)
+      accum_grad = _flat_state.zeros(params, self.state_dtype)
+      return FlatAdadeltaState(count, accum_grad, _flat_state.zeros(params, self.state_dtype))
     rule_state = self.rule.init(params)
     (count,) = self.learning_rate.init(params)
     return AdadeltaState(count, rule_state.accum_grad, rule_state.accum_var)
@@ -207,10 +224,10 @@ class _AdadeltaTransform:
   def update(
     self,
     updates: optax.Updates,
-    state: AdadeltaState,
+    state: AdadeltaState | FlatAdadeltaState,
     params: optax.Params | None = None,
     **extra_args: Any,
-  ) -> tuple[optax.Updates, AdadeltaState]:
+  ) -> tuple[optax.Updates, AdadeltaState | FlatAdadeltaState]:
     del extra_args
     self._check(updates, state)
     if self.path != "xla":
@@ -231,8 +248,8 @@ class _AdadeltaTransform:
     return updates, AdadeltaState(lr_state.count, rule_state.accum_grad, rule_state.accum_var)
 
   def apply_gradients(
-    self, grads: optax.Updates, state: AdadeltaState, params: optax.Params
-  ) -> tuple[optax.Params, AdadeltaState]:
+    self, grads: optax.Updates, state: AdadeltaState | FlatAdadeltaState, params: optax.Params
+  ) -> tuple[optax.Params, AdadeltaState | FlatAdadeltaState]:
     if self.path == "xla":
       updates, state = self.update(grads, state, params)
       return optax.apply_updates(params, updates), state
@@ -240,15 +257,31 @@ class _AdadeltaTransform:
     return self._fused(grads, state, params, apply=True)
 
   def _check(self, grads: optax.Updates, state: Any) -> None:
-    if not isinstance(state, AdadeltaState):
+    flat = self.config.state_layout == "flat"
+    expected: type = FlatAdadeltaState if flat else AdadeltaState
+    other: type = AdadeltaState if flat else FlatAdadeltaState
+    if not isinstance(state, expected):
+      convert = (
+        "adadelta_optax.flat_state(state)" if flat else "adadelta_optax.tree_state(state, params)"
+      )
+      hint = (
+        f" This optimizer has state_layout={self.config.state_layout!r}: convert with {convert}."
+        if isinstance(state, other)
+        else ""
+      )
       raise TypeError(
-        f"state must be the AdadeltaState made by this optimizer's init, got {type(state)}."
+        f"state must be the {expected.__name__} made by this optimizer's init, got "
+        f"{type(state).__name__}.{hint}"
       )
     _validation.check_float_leaves(grads, "gradient")
-    _validation.check_same_tree(
-      state.accum_grad, grads, reference_name="optimizer state", other_name="gradient"
-    )
-    self._check_hyperparameters_fit(state.accum_grad)
+    checked = cast(AdadeltaState | FlatAdadeltaState, state)
+    if isinstance(checked, FlatAdadeltaState):
+      _flat_state.check_fits(checked, grads, self.state_dtype, "gradient")
+    else:
+      _validation.check_same_tree(
+        checked.accum_grad, grads, reference_name="optimizer state", other_name="gradient"
+      )
+    self._check_hyperparameters_fit(checked.accum_grad)
 
   def _check_hyperparameters_fit(self, accum_grad: Any) -> None:
     """Each number must survive the cast to the dtype the step computes in (per leaf)."""
@@ -269,8 +302,12 @@ class _AdadeltaTransform:
       _validation.check_fits_dtype("learning_rate", c.learning_rate, rate_dtype)
 
   def _fused(
-    self, grads: optax.Updates, state: AdadeltaState, params: optax.Params | None, apply: bool
-  ) -> tuple[Any, AdadeltaState]:
+    self,
+    grads: optax.Updates,
+    state: AdadeltaState | FlatAdadeltaState,
+    params: optax.Params | None,
+    apply: bool,
+  ) -> tuple[Any, AdadeltaState | FlatAdadeltaState]:
     needs_params = apply or not is_weight_decay_disabled(self.config.weight_decay)
     if needs_params:
       require_params(grads, params)
@@ -285,8 +322,9 @@ class _AdadeltaTransform:
       # The kernel has no sharding rule: with several devices XLA partitions the fused JAX
       # step instead (elementwise, so without any collective).
       use_kernel=self.path == "kernel" and jax.device_count() == 1,
+      flat=isinstance(state, FlatAdadeltaState),
     )
-    return out, AdadeltaState(optax.safe_increment(state.count), accum_grad, accum_var)
+    return out, type(state)(optax.safe_increment(state.count), accum_grad, accum_var)
 
 
 def adadelta(
@@ -306,6 +344,7 @@ def adadelta(
   state_dtype: Any = None,
   implementation: Implementation = "auto",
   sparse_rows: bool = False,
+  state_layout: StateLayout = "tree",
 ) -> Adadelta:
   r"""The Adadelta optimizer (Zeiler 2012) with a learning rate, as in tf.keras, torch and optax.
 
@@ -366,6 +405,14 @@ def adadelta(
       their parameters *and* accumulators unchanged (no ``rho`` decay, no weight decay); other
       rows update normally. Costs one reduction over each such gradient and three selects; the
       dense step is still computed for every row. See ``adadelta_optax/core/_sparse.py``.
+    state_layout: ``"tree"`` (default): the state is an :class:`AdadeltaState` whose
+      accumulators are trees like the params. ``"flat"``: a :class:`FlatAdadeltaState` holding
+      them as one buffer per dtype, for trees of many small leaves, where a jitted step's cost
+      is mostly the buffers it returns (2,000 leaves of 1,000 floats: see
+      ``docs/howto/performance.md``). Params, gradients and updates stay trees, the numbers
+      are the same bit for bit, and :func:`tree_state` / :func:`flat_state` convert between
+      the layouts (``get_weights`` and the torch and Keras interop take the tree state). Needs
+      the fused step (not ``implementation="xla"``) and not ``sparse_rows``.
 
   Returns:
     An :class:`Adadelta`, usable anywhere an :class:`optax.GradientTransformationExtraArgs` is.
@@ -414,6 +461,7 @@ def adadelta(
     state_dtype=state_dtype,
     sparse_rows=sparse_rows,
     implementation=implementation,
+    state_layout=state_layout,
   )
   return from_adadelta_config(config)
 
@@ -431,7 +479,12 @@ def from_adadelta_config(config: AdadeltaConfig) -> Adadelta:
   if not isinstance(config, AdadeltaConfig):
     raise TypeError(f"config must be an adadelta_optax.AdadeltaConfig, got {type(config)}.")
   transform = _AdadeltaTransform(config)
-  update = _sparse.skip_untouched_rows(transform.update) if config.sparse_rows else transform.update
+  update = (
+    # sparse_rows keeps the tree layout (AdadeltaConfig refuses it with state_layout="flat").
+    _sparse.skip_untouched_rows(cast(_sparse.UpdateFn, transform.update))
+    if config.sparse_rows
+    else transform.update
+  )
   return Adadelta(transform.init, update)
 
 

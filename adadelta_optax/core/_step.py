@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adadelta_optax.core import _clipping, _kernel, _rule
+from adadelta_optax.core import _clipping, _flat_state, _kernel, _rule
 from adadelta_optax.core._config import AdadeltaConfig
 from adadelta_optax.core._learning_rate import decayed_learning_rate
 from adadelta_optax.core._weight_decay import is_disabled, resolve_mask
@@ -134,6 +134,42 @@ def group_jax(
   return [r[0] for r in results], [r[1] for r in results], [r[2] for r in results]
 
 
+def group_jax_flat(
+  grads: list[jax.Array],
+  params: list[jax.Array] | None,
+  accum_grad: jax.Array,
+  accum_var: jax.Array,
+  hyper: jax.Array,
+  flags: np.ndarray,
+  apply: bool,
+  offset: int,
+) -> tuple[list[jax.Array], jax.Array, jax.Array]:
+  """:func:`group_jax` on the flat layout: the leaves' accumulators are the elements of the
+  dtype's buffers ``accum_grad``, ``accum_var`` from ``offset`` on, in order; they are cut out,
+  stepped leaf by leaf and written back in one piece."""
+  sizes = [int(np.prod(jnp.shape(g), dtype=np.int64)) for g in grads]
+  starts = np.cumsum([offset, *sizes[:-1]]).tolist()
+  end = offset + sum(sizes)
+
+  def cut(buffer: jax.Array) -> list[jax.Array]:
+    return [
+      jax.lax.slice(buffer, (start,), (start + size,)).reshape(jnp.shape(g))
+      for g, start, size in zip(grads, starts, sizes, strict=True)
+    ]
+
+  outs, new_a, new_d = group_jax(
+    grads, params, cut(accum_grad), cut(accum_var), hyper, flags, apply
+  )
+
+  def put(buffer: jax.Array, leaves: list[jax.Array]) -> jax.Array:
+    if end == offset:
+      return buffer
+    piece = jnp.concatenate([jnp.ravel(x) for x in leaves])
+    return jax.lax.dynamic_update_slice(buffer, piece, (offset,))
+
+  return outs, put(accum_grad, new_a), put(accum_var, new_d)
+
+
 @functools.partial(jax.jit, static_argnames=("flags", "apply"))
 def _leaf_step_traced(
   grad: jax.Array,
@@ -161,30 +197,39 @@ def _leaf_step_traced(
 def group_step(
   grads: list[jax.Array],
   params: list[jax.Array] | None,
-  accum_grads: list[jax.Array],
-  accum_vars: list[jax.Array],
+  accum_grads: Any,
+  accum_vars: Any,
   hyper: jax.Array,
   flags: np.ndarray,
   apply: bool,
   use_kernel: bool,
-) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+  offset: int | None = None,
+) -> tuple[list[jax.Array], Any, Any]:
   """A group of leaves sharing an accumulator dtype: ``(outs, accum_grads, accum_vars)``.
 
   With ``use_kernel`` and a float32/float64 group whose gradients and params have that dtype too,
   CPU runs the C++ kernel (one call for the group) and every other platform :func:`group_jax`,
-  chosen at lowering time by :func:`jax.lax.platform_dependent`.
+  chosen at lowering time by :func:`jax.lax.platform_dependent`. With ``offset`` (the flat
+  layout) the accumulators are the dtype's two buffers, of which the group's leaves hold the
+  elements from ``offset`` on (:func:`group_jax_flat`).
   """
-  dtype = accum_grads[0].dtype
+  dtype = accum_grads[0].dtype if offset is None else accum_grads.dtype
   takes = (
     use_kernel
     and dtype in _kernel.KERNEL_DTYPES
     and all(jnp.result_type(g) == dtype for g in grads)
     and all(jnp.result_type(x) == dtype for x in params or [])
   )
-  jax_fn = functools.partial(group_jax, flags=flags, apply=apply)
+  jax_fn = (
+    functools.partial(group_jax, flags=flags, apply=apply)
+    if offset is None
+    else functools.partial(group_jax_flat, flags=flags, apply=apply, offset=offset)
+  )
   if not takes:
     return jax_fn(grads, params, accum_grads, accum_vars, hyper)
-  kernel_fn = functools.partial(_kernel.group_kernel, flags=flags, apply=apply, jax_fn=jax_fn)
+  kernel_fn = functools.partial(
+    _kernel.group_kernel, flags=flags, apply=apply, jax_fn=jax_fn, offset=offset
+  )
   outs, new_accum_grads, new_accum_vars = jax.lax.platform_dependent(
     grads, params, accum_grads, accum_vars, hyper, cpu=kernel_fn, default=jax_fn
   )
@@ -201,6 +246,7 @@ def tree_step(
   *,
   apply: bool,
   use_kernel: bool,
+  flat: bool = False,
 ) -> tuple[Any, Any, Any]:
   """The fused step over a whole tree: ``(new params or updates, new accum_grad, new accum_var)``.
 
@@ -208,26 +254,36 @@ def tree_step(
   masks) are computed first with the reference path's functions; then the leaves are grouped by
   accumulator dtype and each group takes one :func:`group_step`. ``grads`` and ``params`` are
   already checked; ``params`` is given wherever weight decay or ``apply`` needs it.
+
+  The accumulators are trees like ``grads``, or (the flat layout,
+  :class:`~adadelta_optax.FlatAdadeltaState`) with ``flat`` dicts from dtype name to one buffer
+  holding that dtype's leaves in order; they come back in the layout they came in.
   """
   c = config
-  treedef: Any = jax.tree.structure(accum_grad)  # a PyTreeDef (opaque to type checkers)
+  treedef: Any = jax.tree.structure(grads if flat else accum_grad)  # a PyTreeDef (opaque)
   g_leaves = treedef.flatten_up_to(grads)
-  a_leaves = treedef.flatten_up_to(accum_grad)
-  d_leaves = treedef.flatten_up_to(accum_var)
   p_leaves = None if params is None else treedef.flatten_up_to(params)
+  if flat:
+    places = _flat_state.layout(grads, c.state_dtype)
+    a_dtypes = [jnp.dtype(name) for name, _, _ in places]
+    a_leaves = d_leaves = None
+  else:
+    a_leaves = treedef.flatten_up_to(accum_grad)
+    d_leaves = treedef.flatten_up_to(accum_var)
+    a_dtypes = [a.dtype for a in a_leaves]
   clipvalue, clipnorm, global_clipnorm = c.clipvalue, c.clipnorm, c.global_clipnorm
   sign = -1.0 if c.maximize else 1.0
   global_scale: Any = 1.0
   if global_clipnorm is not None:
     # Norms of the value-clipped gradient in the accumulator dtype (tf.keras order and casts).
     clipped = [
-      g.astype(a.dtype) if clipvalue is None else _clipping.clip_value(g.astype(a.dtype), clipvalue)
-      for g, a in zip(g_leaves, a_leaves, strict=True)
+      g.astype(a) if clipvalue is None else _clipping.clip_value(g.astype(a), clipvalue)
+      for g, a in zip(g_leaves, a_dtypes, strict=True)
     ]
     global_scale = _clipping.global_norm_scale(clipped, global_clipnorm)
   wd = c.weight_decay
   selected = (
-    [False] * len(a_leaves)
+    [False] * len(g_leaves)
     if is_disabled(wd)
     else treedef.flatten_up_to(resolve_mask(c.weight_decay_mask, params))
   )
@@ -241,16 +297,17 @@ def tree_step(
   one_minus_rho = 1 - c.rho  # a Python float stays Python, as in the reference path
 
   groups: dict[Any, list[int]] = {}
-  for i, a in enumerate(a_leaves):
-    groups.setdefault(a.dtype, []).append(i)
+  for i, a in enumerate(a_dtypes):
+    groups.setdefault(a, []).append(i)
   groups = {
     (dtype, start): indices[start : start + MAX_LEAVES_PER_CALL]
     for dtype, indices in groups.items()
     for start in range(0, len(indices), MAX_LEAVES_PER_CALL)
   }
-  outs: list[Any] = [None] * len(a_leaves)
-  new_a: list[Any] = [None] * len(a_leaves)
-  new_d: list[Any] = [None] * len(a_leaves)
+  outs: list[Any] = [None] * len(g_leaves)
+  new_a: list[Any] = [None] * len(g_leaves)
+  new_d: list[Any] = [None] * len(g_leaves)
+  buffers_a, buffers_d = (dict(accum_grad), dict(accum_var)) if flat else ({}, {})
   decay_flag = DECOUPLED if c.decoupled_weight_decay else COUPLED
   for (accum_dtype, _), indices in groups.items():
     dtype = compute_dtype(accum_dtype)
@@ -269,9 +326,28 @@ def tree_step(
       wd_decoupled=wd if c.decoupled_weight_decay and any(selected) else 0.0,
     )
     needs_params = apply or any(flags & (COUPLED | DECOUPLED))
+    g_group = [g_leaves[i] for i in indices]
+    p_group = [p_leaves[i] for i in indices] if needs_params and p_leaves is not None else None
+    if flat:
+      name = accum_dtype.name
+      outs_group, buffers_a[name], buffers_d[name] = group_step(
+        g_group,
+        p_group,
+        buffers_a[name],
+        buffers_d[name],
+        hyper,
+        flags,
+        apply,
+        use_kernel,
+        offset=places[indices[0]][1],
+      )
+      for k, i in enumerate(indices):
+        outs[i] = outs_group[k]
+      continue
+    assert a_leaves is not None and d_leaves is not None
     result = group_step(
-      [g_leaves[i] for i in indices],
-      [p_leaves[i] for i in indices] if needs_params and p_leaves is not None else None,
+      g_group,
+      p_group,
       [a_leaves[i] for i in indices],
       [d_leaves[i] for i in indices],
       hyper,
@@ -281,4 +357,6 @@ def tree_step(
     )
     for k, i in enumerate(indices):
       outs[i], new_a[i], new_d[i] = result[0][k], result[1][k], result[2][k]
+  if flat:
+    return treedef.unflatten(outs), buffers_a, buffers_d
   return treedef.unflatten(outs), treedef.unflatten(new_a), treedef.unflatten(new_d)
