@@ -7,7 +7,7 @@ param and both accumulators), 20 B for a bfloat16 parameter with float32 state. 
 interleaved, jitted with params and state donated and the gradient passed in:
 
 - ours ``apply_gradients``; ours ``update`` + ``optax.apply_updates``; ``optax.adadelta``'s
-  ``update`` + ``optax.apply_updates``;
+  ``update`` + ``optax.apply_updates``; for trees, ours with ``state_layout="flat"``;
 
 on one big leaf, ResNet-50's tree, GPT-2 medium's and GPT-2 XL's trees, 2,000 x 1,000, and GPT-2
 medium with bfloat16 params and float32 state. It prints median ms, the fraction of copy bandwidth
@@ -65,13 +65,17 @@ def steps(shapes: list[tuple[int, ...]], dtype: Any) -> dict[str, JaxRunner]:
   state_dtype = jnp.float32 if dtype != jnp.float32 else None
   ours = adadelta_optax.adadelta(LR, RHO, EPS, state_dtype=state_dtype)
   p = fresh()
-  return {
+  runs = {
     "ours: apply_gradients": JaxRunner(
       lambda p, s, g: ours.apply_gradients(g, s, p), (p, ours.init(p)), (grads,)
     ),
     "ours: update+apply_updates": make_optax_style(ours, fresh()),
     "optax: update+apply_updates": make_optax_style(optax.adadelta(LR, RHO, EPS), fresh()),
   }
+  if len(shapes) > 1:
+    flat = adadelta_optax.adadelta(LR, RHO, EPS, state_dtype=state_dtype, state_layout="flat")
+    runs["ours, flat state: update+apply_updates"] = make_optax_style(flat, fresh())
+  return runs
 
 
 def cases(quick: bool) -> dict[str, tuple[list[tuple[int, ...]], Any]]:

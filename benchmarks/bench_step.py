@@ -10,7 +10,8 @@ and optimizer state donated (updated in place where the implementation allows it
 - adadelta_optax ``apply_gradients`` (the fused step), and ``update`` + ``optax.apply_updates``;
 - ``update`` + ``optax.apply_updates`` on a gradient computed inside the step (as in a Flax train
   step: ``nnx.Optimizer`` and linen's ``TrainState`` call these two), ours and optax's;
-- for trees of many leaves, the same jitted call with no arithmetic at all (params and state
+- for trees of many leaves, the same two with ``state_layout="flat"`` (the accumulators as one
+  buffer per dtype), and the same jitted call with no arithmetic at all (params and state
   donated, gradient passed in, returned unchanged): what the buffers alone cost;
 - ``optax.adadelta``; ``torch.optim.Adadelta`` (foreach and for-loop); Keras 3's ``Adadelta`` on
   the JAX backend (``stateless_apply``).
@@ -121,8 +122,12 @@ def make_buffers_only(params: Any) -> Runner:
   return JaxRunner(lambda p, s, g: (p, s), (params, tx.init(params)), (grads,))
 
 
-def make_ours_apply(params: Any, implementation: str = "auto") -> Runner:
-  tx = adadelta_optax.adadelta(LR, RHO, EPS, implementation=implementation)
+def make_ours_apply(
+  params: Any, implementation: str = "auto", state_layout: str = "tree"
+) -> Runner:
+  tx = adadelta_optax.adadelta(
+    LR, RHO, EPS, implementation=implementation, state_layout=state_layout
+  )
   grads = jax.tree.map(lambda x: jnp.full_like(x, 0.1), params)
   return JaxRunner(lambda p, s, g: tx.apply_gradients(g, s, p), (params, tx.init(params)), (grads,))
 
@@ -252,6 +257,9 @@ def run_case(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace)
     "optax: grads made in the step": make_train_style(optax.adadelta(LR, RHO, EPS), fresh()),
   }
   if len(shapes) > 1:
+    flat_tx = adadelta_optax.adadelta(LR, RHO, EPS, state_layout="flat")
+    runners["ours, flat state: apply_gradients"] = make_ours_apply(fresh(), state_layout="flat")
+    runners["ours, flat state: update+apply_updates"] = make_optax_style(flat_tx, fresh())
     runners["buffers in and out only"] = make_buffers_only(fresh())
   if not args.no_torch:
     runners["torch foreach"] = TorchRunner(shapes, foreach=True)

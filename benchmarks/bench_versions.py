@@ -13,6 +13,12 @@ Usage::
 
 Only the public API is used (``adadelta``, ``update``, ``apply_gradients``), so any two versions
 that have it can be compared.
+
+The two sides may also be one checkout in two environments, e.g. glibc's allocator against
+TCMalloc (``apt-get install libtcmalloc-minimal4``)::
+
+  python benchmarks/bench_versions.py \
+      --after-env LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 """
 
 from __future__ import annotations
@@ -112,8 +118,9 @@ def worker() -> None:
 
 
 class Worker:
-  def __init__(self, checkout: Path) -> None:
+  def __init__(self, checkout: Path, extra_env: list[str]) -> None:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
+    env.update(item.split("=", 1) for item in extra_env)
     self.process = subprocess.Popen(
       [sys.executable, __file__, "--worker"],
       stdin=subprocess.PIPE,
@@ -148,6 +155,14 @@ def main() -> None:
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--before", type=Path, help="checkout of the older version")
   parser.add_argument("--after", type=Path, default=HERE.parent, help="default: this checkout")
+  for side in ("before", "after"):
+    parser.add_argument(
+      f"--{side}-env",
+      action="append",
+      default=[],
+      metavar="VAR=VALUE",
+      help=f"set in the {side} worker's environment (repeatable)",
+    )
   parser.add_argument("--rounds", type=int, default=9)
   parser.add_argument("--reps", type=int, default=5, help="steps per round and worker")
   parser.add_argument("--quick", action="store_true", help="the 1M leaf only")
@@ -157,10 +172,14 @@ def main() -> None:
   if args.worker:
     worker()
     return
-  if args.before is None:
-    parser.error("--before is required")
-  before, after = Worker(args.before.resolve()), Worker(args.after.resolve())
-  print(f"before: {before.file}\nafter:  {after.file}")
+  if args.before is None and not (args.before_env or args.after_env):
+    parser.error("--before is required unless the sides differ by --before-env/--after-env")
+  for item in (*args.before_env, *args.after_env):
+    if "=" not in item:
+      parser.error(f"--before-env/--after-env take VAR=VALUE, got {item!r}")
+  before = Worker((args.before or args.after).resolve(), args.before_env)
+  after = Worker(args.after.resolve(), args.after_env)
+  print(f"before: {before.file} {args.before_env}\nafter:  {after.file} {args.after_env}")
   trees = ["1M leaf"] if args.quick else (args.tree or list(TREES))
   cases = [f"{t}|{s}|{o}" for t in trees for s in STYLES for o in OPTIONS]
   rows = [
