@@ -65,7 +65,7 @@ ffi::Error FloorImpl(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::Remaini
     if (g.has_error() || x.has_error() || a.has_error() || d.has_error()) {
       return ffi::Error::InvalidArgument("adadelta floor: could not decode a buffer");
     }
-    leaves[i] = {static_cast<int64_t>(g->element_count()), 0, g->untyped_data(), (*x)->untyped_data(),
+    leaves[i] = {static_cast<int64_t>(g->element_count()), 0, 0, g->untyped_data(), (*x)->untyped_data(),
                  (*a)->untyped_data(), (*d)->untyped_data(), nullptr, 0};
   }
   ForEachPiece(pool, leaves, [&](const Piece& p) {

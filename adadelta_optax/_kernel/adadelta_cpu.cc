@@ -245,6 +245,9 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t threads, int64_t items, F& fn) {
 struct Leaf {
   int64_t n;
   int64_t segment;  // elements per segment: each segment has its own hyperparameter row
+  // Elements of a and d skipped between segments: 0 per leaf, and in the flat layout (one buffer
+  // of `segments` rows) the rest of a row, so element j of segment s is a[j + s * accum_gap].
+  int64_t accum_gap;
   const void* g;
   void* x;
   void* a;
@@ -394,7 +397,9 @@ void RunTree(ffi::ThreadPool& pool, const std::vector<Leaf>& leaves, const T* hy
     if (apply) flags |= kApply;
     const LoopFn loop = Select<T>(flags);
     ForSegments(leaf, p.lo, p.hi, [&](int64_t s, int64_t lo, int64_t hi) {
-      loop(lo, hi, leaf.g, leaf.x, leaf.a, leaf.d, leaf.out, leaf_hyper[p.leaf * segments + s].data());
+      T* a = static_cast<T*>(leaf.a) + s * leaf.accum_gap;
+      T* d = static_cast<T*>(leaf.d) + s * leaf.accum_gap;
+      loop(lo, hi, leaf.g, leaf.x, a, d, leaf.out, leaf_hyper[p.leaf * segments + s].data());
     });
   });
 }
@@ -430,6 +435,7 @@ ffi::Error StepImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi
   // Flat: the accumulator buffers, copied to the results first should XLA not alias them.
   T* a_flat = nullptr;
   T* d_flat = nullptr;
+  int64_t row = 0;
   if (Flat) {
     const size_t first = (per_leaf_args - 2) * n_leaves;
     auto a = args.get<ffi::AnyBuffer>(first);
@@ -451,13 +457,16 @@ ffi::Error StepImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi
     }
     a_flat = static_cast<T*>((*a_out)->untyped_data());
     d_flat = static_cast<T*>((*d_out)->untyped_data());
+    // Under vmap the buffers have one row per segment, each holding this call's leaves from
+    // `offset` on.
+    row = static_cast<int64_t>(total) / segments;
     int64_t end = offset;
     for (size_t i = 0; i < n_leaves; ++i) {
       auto g = args.get<ffi::AnyBuffer>(i);
       if (g.has_error()) return ffi::Error::InvalidArgument("adadelta kernel: could not decode a buffer");
-      end += static_cast<int64_t>(g->element_count());
+      end += static_cast<int64_t>(g->element_count()) / segments;
     }
-    if (offset < 0 || end > static_cast<int64_t>(total) || segments != 1) {
+    if (offset < 0 || end > row || static_cast<int64_t>(total) % segments != 0) {
       return ffi::Error::InvalidArgument("adadelta kernel: leaves do not fit the accumulator buffers");
     }
   }
@@ -478,7 +487,7 @@ ffi::Error StepImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi
     if (Flat) {
       a_data = a_flat + position;
       d_data = d_flat + position;
-      position += static_cast<int64_t>(n);
+      position += static_cast<int64_t>(n) / segments;
     } else {
       auto a = args.get<ffi::AnyBuffer>((per_leaf_args - 2) * n_leaves + i);
       auto d = args.get<ffi::AnyBuffer>((per_leaf_args - 1) * n_leaves + i);
@@ -515,8 +524,9 @@ ffi::Error StepImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi
         x = (*out)->untyped_data();
       }
     }
-    leaves[i] = {static_cast<int64_t>(n), static_cast<int64_t>(n) / segments, g->untyped_data(), x, a_data, d_data,
-                 apply ? nullptr : (*out)->untyped_data(), flags.typed_data()[i]};
+    const int64_t segment = static_cast<int64_t>(n) / segments;
+    leaves[i] = {static_cast<int64_t>(n), segment, Flat ? row - segment : 0, g->untyped_data(), x,
+                 a_data, d_data, apply ? nullptr : (*out)->untyped_data(), flags.typed_data()[i]};
   }
   RunTree<T>(pool, leaves, hyper.typed_data(), segments, apply);
   return ffi::Error::Success();

@@ -275,9 +275,7 @@ def kernel_call(
   return list(out[:n]), list(out[n : 2 * n]), list(out[2 * n :])
 
 
-def _batched_kernel_call(
-  flags: np.ndarray, apply: bool, offset: int | None, jax_fn: Callable[..., Any]
-) -> Any:
+def _batched_kernel_call(flags: np.ndarray, apply: bool, offset: int | None) -> Any:
   """:func:`kernel_call` with a :func:`jax.vmap` rule: the kernel serves the whole batch.
 
   The step is elementwise within a leaf except per-leaf norm clipping, whose norms the kernel
@@ -286,8 +284,8 @@ def _batched_kernel_call(
   constant learning rate, is repeated; an unbatched leaf is broadcast). Nested vmaps multiply the
   rows again, through the same rule.
 
-  The flat layout's buffers interleave the batch with the leaves, so a batched flat step runs
-  ``jax_fn`` (the same step in plain JAX) under the vmap instead.
+  In the flat layout the accumulator buffers batch to ``(B, N)``: one row per problem, which
+  the kernel takes as the rows of its segments.
   """
 
   @jax.custom_batching.custom_vmap
@@ -300,11 +298,6 @@ def _batched_kernel_call(
 
   @call.def_vmap
   def rule(axis_size: int, in_batched: Any, *args: Any) -> tuple[Any, Any]:
-    if offset is not None:
-      axes = tuple(jax.tree.map(lambda batched: 0 if batched else None, list(in_batched)))
-      out = jax.vmap(lambda g, x, a, d, h: jax_fn(g, x, a, d, h[0]), in_axes=axes)(*args)
-      return out, jax.tree.map(lambda _: True, out)
-
     def lift(x: jax.Array, batched: bool) -> jax.Array:
       return x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
 
@@ -335,7 +328,7 @@ def group_kernel(
   are those of ``jax_fn``; the primal values stay the kernel's. Under :func:`jax.vmap` the kernel
   takes the whole batch (:func:`_batched_kernel_call`). ``offset``: see :func:`kernel_call`.
   """
-  call = _batched_kernel_call(flags, apply, offset, jax_fn)
+  call = _batched_kernel_call(flags, apply, offset)
 
   @jax.custom_jvp
   def step(grads: Any, params: Any, accum_grads: Any, accum_vars: Any, hyper: jax.Array) -> Any:

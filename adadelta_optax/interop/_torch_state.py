@@ -406,9 +406,9 @@ def to_torch_state_dict(
     )
   if c.decoupled_weight_decay and c.weight_decay:
     raise ValueError("decoupled_weight_decay=True cannot be expressed in torch.optim.Adadelta.")
-  import torch  # only here, once the options fit: torch is not a dependency of the package
-
   inner = _weights.find_state(state)
+  import torch  # only here, once options and state fit: torch is not a dependency of the package
+
   flat = jax.tree_util.tree_flatten_with_path(inner.accum_grad)
   paths = [jax.tree_util.keystr(p) for p, _ in flat[0]]
   n = len(paths)
