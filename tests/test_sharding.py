@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -265,6 +266,18 @@ def test_state_shardings_single_device_and_wrappers():
   assert isinstance(state.inner_state, adadelta_optax.AdadeltaState)
   assert state.inner_state.accum_var["w"].sharding == params["w"].sharding
   assert state.inner_state.accum_grad["b"].dtype == jnp.float64
+
+
+def test_flat_state_on_several_devices(report):
+  """The flat layout's buffers cannot follow each param's sharding: state_shardings says so for
+  sharded params; on replicated ones the step equals the tree layout's (to the fused path's
+  rounding: 2 ulps, see tests/test_flat_state.py)."""
+  r = report["flat_state"]
+  assert r["sharded_error"] is not None
+  assert re.search(r"params\['\w+'\] is sharded.*state_layout='tree'", r["sharded_error"])
+  for dtype, diff in r["max_rel_diff"].items():
+    bound = 2 * float(jnp.finfo(dtype).eps) if jnp.issubdtype(dtype, jnp.inexact) else 0.0
+    assert diff <= bound, (dtype, diff)
 
 
 def test_state_shardings_refuses_unplaced_params():

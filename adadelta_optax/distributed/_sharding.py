@@ -14,6 +14,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding, SingleDeviceSharding
 
+from adadelta_optax.core._flat_state import FlatAdadeltaState
 from adadelta_optax.core._rule import ScaleByAdadeltaState
 from adadelta_optax.core._state import AdadeltaState
 
@@ -45,6 +46,11 @@ def _param_shardings(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(sharding_of, params)
 
 
+def _with_paths(tree: Any) -> list[tuple[str, Sharding]]:
+  leaves = jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: isinstance(x, Sharding))
+  return [(jax.tree_util.keystr(path), leaf) for path, leaf in leaves]
+
+
 def state_shardings(tx: Any, params: Any) -> Any:
   """The shardings of ``tx.init(params)``: each accumulator sharded like its parameter.
 
@@ -52,7 +58,9 @@ def state_shardings(tx: Any, params: Any) -> Any:
   one or more :class:`~adadelta_optax.AdadeltaState` or
   :class:`~adadelta_optax.ScaleByAdadeltaState` (``optax.chain``, ``optax.inject_hyperparams``,
   :func:`adadelta_optax.skip_nonfinite`, ...). Every other state
-  leaf (the step count, hyperparameters, counters) is replicated over the parameters' devices.
+  leaf (the step count, hyperparameters, counters) is replicated over the parameters' devices,
+  and so are the buffers of a :class:`~adadelta_optax.FlatAdadeltaState`, whose params must
+  then be replicated too (a ``ValueError`` names a sharded one).
 
   Args:
     tx: the optimizer.
@@ -80,13 +88,27 @@ def state_shardings(tx: Any, params: Any) -> Any:
   abstract = jax.eval_shape(tx.init, params)
 
   def is_rule_state(node: Any) -> bool:
-    return isinstance(node, (AdadeltaState, ScaleByAdadeltaState))
+    return isinstance(node, (AdadeltaState, ScaleByAdadeltaState, FlatAdadeltaState))
+
+  sharded = [path for path, s in _with_paths(param_shardings) if not s.is_fully_replicated]
+  flat = any(
+    isinstance(node, FlatAdadeltaState) for node in jax.tree.leaves(abstract, is_leaf=is_rule_state)
+  )
+  if flat and sharded:
+    raise ValueError(
+      f"params{sharded[0]} is sharded, but tx has state_layout='flat', whose accumulators are "
+      "one buffer per dtype and cannot be sharded like each parameter: use "
+      "state_layout='tree' for sharded params (the flat layout is for many small leaves on "
+      "one device)."
+    )
 
   def shardings_of(node: Any) -> Any:
     if isinstance(node, AdadeltaState):
       return AdadeltaState(cast(Any, replicated), param_shardings, param_shardings)
     if isinstance(node, ScaleByAdadeltaState):
       return ScaleByAdadeltaState(param_shardings, param_shardings)
+    if isinstance(node, FlatAdadeltaState):
+      return jax.tree.map(lambda _: replicated, node)
     return replicated
 
   return jax.tree.map(shardings_of, abstract, is_leaf=is_rule_state)

@@ -147,6 +147,7 @@ def main():
   report.update(norm_layouts(mesh, rng))
   report.update(exports(mesh, host, specs, grads[0], configs["global_clipnorm"]))
   report.update(transforms(mesh, host, specs, grads[0], configs["global_clipnorm"]))
+  report.update(flat_state(mesh, host, params, grads))
   json.dump(report, sys.stdout)
 
 
@@ -343,6 +344,30 @@ def transforms(mesh, host, specs, grads, kwargs):
       }
       report[f"transforms/{axes}/grad"] = {"max_rel_diff": grad_diffs}
   return report
+
+
+def flat_state(mesh, host, params, grads):
+  """state_layout="flat" on several devices: state_shardings refuses sharded params; with
+  replicated params the (fused) step runs and gives the tree layout's numbers."""
+  tx = adadelta_optax.adadelta(learning_rate=0.5, clipnorm=1.0, state_layout="flat")
+  try:
+    adadelta_optax.distributed.state_shardings(tx, params)
+    error = None
+  except ValueError as e:
+    error = str(e)
+  replicated = {k: jax.device_put(v, NamedSharding(mesh, P())) for k, v in host.items()}
+  state = jax.jit(
+    tx.init, out_shardings=adadelta_optax.distributed.state_shardings(tx, replicated)
+  )(replicated)
+  assert all(b.sharding.is_fully_replicated for b in jax.tree.leaves(state))
+  tree_tx = adadelta_optax.adadelta(learning_rate=0.5, clipnorm=1.0)
+  tree_state = tree_tx.init(replicated)
+  p_flat = p_tree = replicated
+  for g in grads:
+    p_flat, state = jax.jit(tx.apply_gradients)(g, state, p_flat)
+    p_tree, tree_state = jax.jit(tree_tx.apply_gradients)(g, tree_state, p_tree)
+  bitwise, diffs = compare((p_flat, state), (p_tree, adadelta_optax.flat_state(tree_state)))
+  return {"flat_state": {"sharded_error": error, "bitwise_equal": bitwise, "max_rel_diff": diffs}}
 
 
 if __name__ == "__main__":
