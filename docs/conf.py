@@ -207,6 +207,7 @@ def _type_aliases() -> dict[str, str]:
   for module, name in (
     (_clipping, "ClipOrder"),
     (_config, "Implementation"),
+    (_config, "StateLayout"),
     (_config, "Number"),
     (_weight_decay, "MaskOrFn"),
     (_keras_config, "Version"),
