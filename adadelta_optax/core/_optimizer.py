@@ -211,9 +211,7 @@ class _AdadeltaTransform:
 
   def init(self, params: optax.Params) -> AdadeltaState | FlatAdadeltaState:
     if self.config.state_layout == "flat":
-      _validation.check_float_leaves(params, "params")
-      if self.state_dtype is not None:
-        _validation.check_x64(self.state_dtype, "state_dtype")
+      jax.eval_shape(self.rule.init, params)  # the tree state's checks, allocating nothing
       (count,) = self.learning_rate.init(params)
       accum_grad = _flat_state.zeros(params, self.state_dtype)
       return FlatAdadeltaState(count, accum_grad, _flat_state.zeros(params, self.state_dtype))
