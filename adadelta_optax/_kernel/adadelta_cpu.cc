@@ -458,15 +458,9 @@ ffi::Error StepImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi
     a_flat = static_cast<T*>((*a_out)->untyped_data());
     d_flat = static_cast<T*>((*d_out)->untyped_data());
     // Under vmap the buffers have one row per segment, each holding this call's leaves from
-    // `offset` on.
+    // `offset` on (each leaf checked to fit as it is placed).
     row = static_cast<int64_t>(total) / segments;
-    int64_t end = offset;
-    for (size_t i = 0; i < n_leaves; ++i) {
-      auto g = args.get<ffi::AnyBuffer>(i);
-      if (g.has_error()) return ffi::Error::InvalidArgument("adadelta kernel: could not decode a buffer");
-      end += static_cast<int64_t>(g->element_count()) / segments;
-    }
-    if (offset < 0 || end > row || static_cast<int64_t>(total) % segments != 0) {
+    if (offset < 0 || static_cast<int64_t>(total) % segments != 0) {
       return ffi::Error::InvalidArgument("adadelta kernel: leaves do not fit the accumulator buffers");
     }
   }
@@ -485,6 +479,9 @@ ffi::Error StepImpl(ffi::ThreadPool pool, ffi::Buffer<DT> hyper, ffi::Buffer<ffi
     void* a_data = nullptr;
     void* d_data = nullptr;
     if (Flat) {
+      if (position + static_cast<int64_t>(n) / segments > row) {
+        return ffi::Error::InvalidArgument("adadelta kernel: leaves do not fit the accumulator buffers");
+      }
       a_data = a_flat + position;
       d_data = d_flat + position;
       position += static_cast<int64_t>(n) / segments;

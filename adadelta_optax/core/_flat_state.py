@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adadelta_optax.core._flat import flatten_params
 from adadelta_optax.core._rule import accumulator_dtype
 from adadelta_optax.core._state import AdadeltaState
 
@@ -137,18 +138,13 @@ def flat_state(state: AdadeltaState) -> FlatAdadeltaState:
   """
   if not isinstance(state, AdadeltaState):
     raise TypeError(f"flat_state takes an AdadeltaState, got {type(state).__name__}.")
-  # The accumulators' own dtypes decide the buffers (state_dtype is already applied to them).
-  places = layout(state.accum_grad, None)
-  return FlatAdadeltaState(
-    state.count, _concatenate(state.accum_grad, places), _concatenate(state.accum_var, places)
+  # The accumulators' own dtypes decide the buffers (state_dtype is already applied to them):
+  # flatten_params's buffers, which are this layout.
+  (accum_grad, _), (accum_var, _) = (
+    flatten_params(state.accum_grad),
+    flatten_params(state.accum_var),
   )
-
-
-def _concatenate(tree: Any, places: Layout) -> dict[str, jax.Array]:
-  pieces: dict[str, list[jax.Array]] = {}
-  for leaf, (name, _, _) in zip(jax.tree.leaves(tree), places, strict=True):
-    pieces.setdefault(name, []).append(jnp.ravel(leaf))
-  return {name: jnp.concatenate(p) if len(p) > 1 else p[0] for name, p in pieces.items()}
+  return FlatAdadeltaState(state.count, accum_grad, accum_var)
 
 
 def tree_state(state: FlatAdadeltaState, params: Any, *, state_dtype: Any = None) -> AdadeltaState:

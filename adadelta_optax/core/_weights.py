@@ -22,26 +22,21 @@ def _is_adadelta_state(node: Any) -> bool:
   return isinstance(node, AdadeltaState)
 
 
-def _is_flat_state(node: Any) -> bool:
-  return isinstance(node, FlatAdadeltaState)
+def _is_either_state(node: Any) -> bool:
+  return isinstance(node, (AdadeltaState, FlatAdadeltaState))
 
 
 def find_state(state: Any) -> Any:
   """The one :class:`AdadeltaState` inside ``state`` (an error naming how many were found)."""
-  found = [
-    node for node in jax.tree.leaves(state, is_leaf=_is_adadelta_state) if _is_adadelta_state(node)
+  states = [
+    node for node in jax.tree.leaves(state, is_leaf=_is_either_state) if _is_either_state(node)
   ]
-  if not found:
-    flat = [
-      node
-      for node in jax.tree.leaves(state, is_leaf=_is_flat_state)
-      if isinstance(node, FlatAdadeltaState)
-    ]
-    if flat:
-      raise TypeError(
-        "state holds a FlatAdadeltaState (state_layout='flat'); this takes the tree layout: "
-        "convert it with adadelta_optax.tree_state(state, params) first."
-      )
+  found = [node for node in states if isinstance(node, AdadeltaState)]
+  if not found and states:
+    raise TypeError(
+      "state holds a FlatAdadeltaState (state_layout='flat'); this takes the tree layout: "
+      "convert it with adadelta_optax.tree_state(state, params) first."
+    )
   if len(found) != 1:
     raise ValueError(
       f"state must contain exactly one AdadeltaState (the state of adadelta_optax.adadelta, "
