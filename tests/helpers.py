@@ -159,6 +159,27 @@ def assert_trees_close(
   return worst
 
 
+def assert_bitwise(actual, expected, what="tree"):
+  """Same structure, and every leaf the same dtype, shape and bytes."""
+  a_leaves, a_def = jax.tree.flatten(actual)
+  e_leaves, e_def = jax.tree.flatten(expected)
+  assert a_def == e_def, f"{what}: tree structure {a_def} != {e_def}"
+  for (path, e), a in zip(jax.tree.leaves_with_path(expected), a_leaves, strict=True):
+    where = what + jax.tree_util.keystr(path)
+    a, e = np.asarray(a), np.asarray(e)
+    assert (a.dtype, a.shape) == (e.dtype, e.shape), (
+      f"{where}: {a.dtype}{a.shape} != {e.dtype}{e.shape}"
+    )
+    if a.tobytes() != e.tobytes():
+      wide_a, wide_e = a.astype(np.float64), e.astype(np.float64)
+      differ = int(np.sum(wide_a != wide_e))
+      worst = float(np.max(np.abs(wide_a - wide_e) / np.maximum(np.abs(wide_e), 1e-300)))
+      raise AssertionError(
+        f"{where}: not bitwise equal ({differ} of {a.size} elements differ, largest relative "
+        f"difference {worst:.3g})"
+      )
+
+
 def assert_matches_reference(
   params: Any, state: Any, ref: reference.Reference, rtol: float
 ) -> None:

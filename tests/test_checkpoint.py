@@ -13,6 +13,8 @@ import pytest
 
 import adadelta_optax
 
+from helpers import assert_bitwise
+
 SCRIPT = Path(__file__).parent / "scripts" / "train_checkpointed.py"
 
 
@@ -26,12 +28,6 @@ def _trained():
   return {"params": params, "opt_state": state}
 
 
-def _assert_bitwise(a, b):
-  assert jax.tree.structure(a) == jax.tree.structure(b)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-    assert x.dtype == y.dtype and np.asarray(x).tobytes() == np.asarray(y).tobytes()
-
-
 def test_round_trip_keeps_types_and_values(tmp_path):
   tree = _trained()
   adadelta_optax.checkpoint.save_checkpoint(tmp_path / "c", tree)
@@ -39,7 +35,7 @@ def test_round_trip_keeps_types_and_values(tmp_path):
   restored = adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "c", like)
   assert type(restored["opt_state"]) is adadelta_optax.SkipNonfiniteState
   assert type(restored["opt_state"].inner_state) is adadelta_optax.AdadeltaState
-  _assert_bitwise(restored, tree)
+  assert_bitwise(restored, tree)
   assert int(restored["opt_state"].inner_state.count) == 3
 
 
@@ -175,7 +171,7 @@ def test_every_tree_that_saves_restores(tmp_path, tree):
   (orbax refuses them). Both round-trip bit-exactly now."""
   adadelta_optax.checkpoint.save_checkpoint(tmp_path / "c", tree)
   restored = adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "c", tree)
-  _assert_bitwise(restored, tree)
+  assert_bitwise(restored, tree)
 
 
 def test_format_1_checkpoints_still_restore(tmp_path):
@@ -193,7 +189,7 @@ def test_format_1_checkpoints_still_restore(tmp_path):
       state=ocp.args.StandardSave(tree), manifest=ocp.args.JsonSave(manifest)
     ),
   )
-  _assert_bitwise(adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "old", tree), tree)
+  assert_bitwise(adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "old", tree), tree)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,8 @@ import pytest
 
 import adadelta_optax
 
+from helpers import assert_bitwise
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "nnx_flat_params.py"
 
 
@@ -51,14 +53,6 @@ def numpy_flatten(tree):
 def loss(tree):
   """Touches every leaf with per-element work, computed in the leaf's own dtype."""
   return sum(jnp.sum(jnp.tanh(x) * jnp.cos(x)).astype(jnp.float32) for x in jax.tree.leaves(tree))
-
-
-def assert_bitwise(actual, expected):
-  assert set(actual) == set(expected)
-  for name in expected:
-    a, e = np.ravel(actual[name]), np.ravel(expected[name])
-    assert a.dtype == e.dtype and a.shape == e.shape, (name, a.dtype, a.shape, e.dtype, e.shape)
-    np.testing.assert_array_equal(a.view(np.uint8), e.view(np.uint8), err_msg=name)
 
 
 @pytest.mark.parametrize("jit", [False, True])
