@@ -9,11 +9,12 @@ import os
 
 os.environ["KERAS_BACKEND"] = "jax"
 
-import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from helpers import enable_x64  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _enable_x64():
-  with jax.enable_x64(True):
+  with enable_x64(True):
     yield

@@ -15,6 +15,16 @@ import optax
 import reference
 
 
+def enable_x64(enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
+  """``jax.enable_x64(enabled)``: a public context manager from jax 0.8 on; before it, the same
+  setting is ``jax.experimental.enable_x64`` / ``disable_x64`` (deprecated since 0.8)."""
+  if hasattr(jax, "enable_x64"):
+    return jax.enable_x64(enabled)
+  from jax import experimental
+
+  return experimental.enable_x64() if enabled else experimental.disable_x64()
+
+
 def random_tree(
   rng: np.random.Generator, dtype: Any = np.float64, complex_leaf: bool = False
 ) -> Any:

@@ -97,11 +97,21 @@ def test_kernel_step_equals_reference_chain_step(name, dtype):
   assert_trees_close(u_fast, u_plain, rtol=tol, floor=LEAF_MAX, what="updates")
   # apply_gradients adds exactly the update that update() returns. (Not compared with p_plain
   # in ulps of the result: p + u can cancel, 0.53 + 0.55 -> 0.022 in float32 here, where one ulp
-  # of the update is 32 ulps of the sum.)
-  for a, b in zip(
-    jax.tree.leaves(p_fast), jax.tree.leaves(optax.apply_updates(params, u_fast)), strict=True
+  # of the update is 32 ulps of the sum.) Bit for bit on the kernel's leaves (its arithmetic is
+  # ours); the complex leaf takes the fused JAX path, where XLA may contract p + lr * u into one
+  # FMA per component in apply_gradients and not in update (jaxlib 0.12 does): there the two
+  # differ by the rounding of lr * u and of the sum, at most eps * (|p + u| + |u|) per component.
+  applied = optax.apply_updates(params, u_fast)
+  for a, b, u in zip(
+    jax.tree.leaves(p_fast), jax.tree.leaves(applied), jax.tree.leaves(u_fast), strict=True
   ):
-    np.testing.assert_array_equal(a, b)
+    if a.dtype in _kernel.KERNEL_DTYPES:
+      np.testing.assert_array_equal(a, b)
+      continue
+    eps = float(jnp.finfo(a.dtype).eps)
+    for part in (np.real, np.imag):
+      bound = eps * (np.abs(part(np.asarray(b))) + np.abs(part(np.asarray(u))))
+      assert np.all(np.abs(part(np.asarray(a)) - part(np.asarray(b))) <= bound), (a, b)
   for s in (s_fast, s_apply):
     assert_trees_close(
       s.accum_grad, s_plain.accum_grad, rtol=tol, floor=LEAF_MAX, what="accum_grad"
@@ -142,11 +152,19 @@ def _compiled_apply(tx, params):
   return step, step.lower(params, tx.init(params), params).compile()
 
 
+# The global norm is a reduction XLA compiles around the kernel: how many times its CPU code reads
+# the gradients for it is that XLA's choice. From jax 0.10 it reads them once (the 32 B/param
+# below); older XLAs read them up to four times (measured 44.3 B/param on jax 0.6.2, 40.3 on 0.8.3
+# and 0.9.2), so there the bound is 28 + 4 * 4 + 0.5 B/param. A property of XLA's code, not of
+# this package (benchmarks/bench_step.py measures the time).
+GLOBAL_NORM_LIMIT = 32 if tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 10) else 44.5
+
+
 @pytest.mark.parametrize(
   "kwargs,limit",
   [
     ({}, 28),
-    (dict(global_clipnorm=1.0), 32),
+    (dict(global_clipnorm=1.0), GLOBAL_NORM_LIMIT),
     (dict(clipnorm=1.0), 32),
     (dict(weight_decay=0.1, clipvalue=0.5, maximize=True), 28),
   ],
@@ -155,7 +173,7 @@ def test_memory_traffic_and_temporaries(kwargs, limit):
   """Bytes moved per float32 param (XLA's cost analysis + the kernel's own accounting) and temps.
 
   The reference chain moves 68 B/param through 200 MB of temporaries for 25M params (the issue's
-  figures); the fused step moves each byte once, in place.
+  figures); the fused step moves each byte once, in place (see GLOBAL_NORM_LIMIT for the norm).
   """
   params = jax.tree.map(jnp.asarray, _tree_of([1_000_000, 300_000, 1000, 10]))
   n = sum(x.size for x in jax.tree.leaves(params))
@@ -182,8 +200,12 @@ def test_calls_are_chunked():
 
 
 def test_donated_step_updates_in_place():
-  """With donation, params and accumulators keep their buffers: nothing is copied."""
-  params = jax.tree.map(jnp.asarray, _tree_of([50_000, 100]))
+  """With donation, params and accumulators keep their buffers: nothing is copied.
+
+  The params are made by XLA (``jnp.copy``), not wrapped around NumPy memory: on CPU,
+  ``jnp.asarray`` of a NumPy array may share its memory, and before jax 0.10.1 such a buffer was
+  copied rather than donated (JAX cannot hand NumPy's memory to XLA), intermittently."""
+  params = jax.tree.map(lambda x: jnp.copy(jnp.asarray(x)), _tree_of([50_000, 100]))
   tx = adadelta_optax.adadelta()
   step, _ = _compiled_apply(tx, params)
   state = tx.init(params)
@@ -292,20 +314,33 @@ def test_unbuilt_kernel(monkeypatch):
 
 
 @pytest.mark.parametrize("implementation", ["kernel", "fused", "xla"])
-def test_tiny_gradients_step_exactly_as_the_reference(implementation):
+def test_tiny_gradients_step_as_the_reference(implementation):
   """float64, eps 1e-7, gradients far below sqrt(eps): A + eps == eps == D + eps, so the ratio
   of the roots is exactly 1 and the first update is exactly -lr * g (the NumPy reference's
   ``sqrt(D + eps) / sqrt(A + eps) * g``). The kernel once computed ``1 / sqrt(A + eps)`` first
-  and was an ulp off here; it now divides, as the reference and torch do."""
+  and was an ulp off here; it now divides, as the reference and torch do: bit for bit, since its
+  operation order is ours (compiled with -ffp-contract=off).
+
+  The fused and xla paths are compiled by XLA, which may rewrite ``a / sqrt(b)`` as
+  ``a * rsqrt(b)``; its CPU ``rsqrt`` is an approximation refined by Newton steps whose last bit
+  depends on the CPU's instruction set (measured: -9.999999999999999e-31 for -1e-30 on an AMD
+  EPYC, exact on an Intel Xeon). There: within 2 ulps (one for ``rsqrt``, one for the product)."""
   params = {"w": jnp.asarray([1.0, 2.0, 3.0, 4.0], jnp.float64)}
   grads = {"w": jnp.asarray([1e-30, -1e-30, 1e-300, 3e-20], jnp.float64)}
   tx = adadelta_optax.adadelta(epsilon=1e-7, implementation=implementation)
   assert tx.implementation == implementation
   updates, state = jax.jit(tx.update)(grads, tx.init(params), params)
   ref = run_reference([params["w"]], [[grads["w"]]], reference.Options(epsilon=1e-7))
-  np.testing.assert_array_equal(updates["w"], -np.asarray(grads["w"]))
-  np.testing.assert_array_equal(params["w"] + updates["w"], ref.params[0])
-  np.testing.assert_array_equal(state.accum_var["w"], ref.accum_var[0])
+  if implementation == "kernel":
+    np.testing.assert_array_equal(updates["w"], -np.asarray(grads["w"]))
+    np.testing.assert_array_equal(params["w"] + updates["w"], ref.params[0])
+    np.testing.assert_array_equal(state.accum_var["w"], ref.accum_var[0])
+    return
+  eps = np.finfo(np.float64).eps
+  np.testing.assert_allclose(updates["w"], -np.asarray(grads["w"]), rtol=2 * eps, atol=0)
+  np.testing.assert_allclose(params["w"] + updates["w"], ref.params[0], rtol=2 * eps, atol=0)
+  # accum_var = (1 - rho) * update**2: the update's 2 ulps, doubled by the square, and one more.
+  np.testing.assert_allclose(state.accum_var["w"], ref.accum_var[0], rtol=5 * eps, atol=0)
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)

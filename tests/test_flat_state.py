@@ -462,7 +462,9 @@ def test_eager_step_equals_tree_layout():
   ],
 )
 def test_state_dtype_equals_tree_layout(param_dtypes, state_dtype):
-  """Accumulators in ``state_dtype`` (or each leaf's own), on mixed trees: bitwise."""
+  """Accumulators in ``state_dtype`` on mixed trees. Params of another dtype than their state
+  take the fused JAX path (the kernel takes a group only where all three dtypes agree), so the
+  layouts agree to ``FUSED_RTOL``: measured 1 ulp apart on jax 0.12.1 for float64 params."""
   rng = np.random.default_rng(len(param_dtypes) * 10 + len(str(state_dtype)))
   shapes = [(3, 4), (5,), (), (0,), (2, 1, 3)]
   params = {
@@ -474,7 +476,8 @@ def test_state_dtype_equals_tree_layout(param_dtypes, state_dtype):
   tree_tx, flat_tx = both(state_dtype=state_dtype, clipnorm=1.0, weight_decay=0.02)
   zeros = {name: np.zeros(n.size, name) for name, n in numpy_buffers(params, state_dtype).items()}
   assert_flat_state(flat_tx.init(params), 0, zeros, zeros)
-  final, state = compare_layouts(tree_tx, flat_tx, params, grads)
+  assert kernel_dtypes(flat_tx, params) == set()
+  final, state = compare_layouts(tree_tx, flat_tx, params, grads, rtol=FUSED_RTOL)
   for leaf, start in zip(jax.tree.leaves(final), jax.tree.leaves(params), strict=True):
     assert leaf.dtype == start.dtype
 

@@ -22,6 +22,8 @@ from jax.sharding import PartitionSpec as P
 import adadelta_optax
 from adadelta_optax.core import _clipping, _global_norm
 
+from helpers import enable_x64
+
 PINNED = pytest.mark.skipif(
   jax.__version__ not in _global_norm.PRIVATE_TESTED_JAX_VERSIONS,
   reason=(
@@ -182,7 +184,7 @@ def test_opt_in_is_the_plain_computation_on_one_device():
   np.testing.assert_array_equal(norms(a, b), [55.0, 15.0])
   for fn in (norms, jax.jit(norms)):
     np.testing.assert_array_equal(fn(a, b), plain(a, b))
-  with jax.enable_x64(False):  # the custom call only exists on several devices
+  with enable_x64(False):  # the custom call only exists on several devices
     assert "custom_call" not in jax.jit(norms).lower(a, b).compile().as_text()
   batched = jax.vmap(norms, in_axes=(0, None))(a, b)
   np.testing.assert_array_equal(batched, [[5.0, 15.0], [50.0, 15.0]])

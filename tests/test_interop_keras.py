@@ -25,6 +25,7 @@ import pytest  # noqa: E402
 
 import adadelta_optax  # noqa: E402
 
+from helpers import enable_x64  # noqa: E402
 from migration import (  # noqa: E402
   SCHEDULE_CASES,
   assert_parity,
@@ -150,7 +151,7 @@ def test_resume_keras3_float64(case):
 
 @pytest.mark.parametrize("case", sorted(CASES_F32))
 def test_resume_keras3_float32(case):
-  with jax.enable_x64(False):
+  with enable_x64(False):
     _resume(CASES_F32[case], np.float32, case)
 
 
@@ -205,7 +206,7 @@ def test_schedules_match_keras3(name, kwargs):
   CosineDecay with warmup: Keras evaluates it inside ``lax.cond``, whose compiled float32 ``cos``
   may differ from an eager one by one ulp (ours equals TensorFlow's bit for bit there).
   """
-  with jax.enable_x64(False):
+  with enable_x64(False):
     theirs = getattr(SCHEDULES, name)(**kwargs)
     ours = getattr(adadelta_optax.schedules, name)(**kwargs)
     ulps = 1 if kwargs.get("warmup_target") is not None else 0

@@ -18,6 +18,8 @@ import pytest
 import adadelta_optax
 from adadelta_optax import schedules
 
+from helpers import enable_x64
+
 F64 = dict(dtype="float64")
 
 
@@ -176,5 +178,5 @@ def test_bad_input(build, error, match):
 
 def test_float64_schedule_needs_x64():
   schedule = schedules.ExponentialDecay(1.0, 2, 0.5, dtype="float64")
-  with jax.enable_x64(False), pytest.raises(ValueError, match="jax_enable_x64"):
+  with enable_x64(False), pytest.raises(ValueError, match="jax_enable_x64"):
     schedule(1)

@@ -48,13 +48,30 @@ def _only_one_all_reduce(counts):
   return _all_reduces_only(counts, 1)
 
 
+# On Auto axes the plain norm's all-reduces are XLA's choice: its SPMD partitioner reduces each
+# sharded leaf over each mesh axis that shards it (one all-reduce each: the bound below), and its
+# all-reduce combiner then merges those of equal replica groups. How much it merges is a property
+# of the XLA version, not of this package. Measured for the layouts below (mixed, FSDP-uniform,
+# uneven, vmap): jax 0.6.2 merges nothing (6, 4, 10, 4 all-reduces); jax 0.8.3 and later merge
+# every equal group (2, 1, 5, 2). The merged counts are asserted where they were measured, the
+# bound and "all-reduces only" everywhere.
+XLA_MERGES_ALL_REDUCES = tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 8)
+
+
+def _auto_all_reduces(counts, merged, unmerged):
+  """Auto axes: exactly ``merged`` where XLA merges equal groups, else at most ``unmerged``."""
+  if XLA_MERGES_ALL_REDUCES:
+    return _all_reduces_only(counts, merged)
+  return counts["all-reduce"] <= unmerged and sum(counts.values()) == counts["all-reduce"]
+
+
 @pytest.mark.parametrize(
   ("key", "all_reduces"),
   [
-    ("global_clipnorm/auto", 2),
-    ("global_clipnorm/xla", 2),
-    ("explicit/auto", 1),
-    ("explicit/xla", 1),
+    ("global_clipnorm/auto", (2, 6)),
+    ("global_clipnorm/xla", (2, 6)),
+    ("explicit/auto", (1, 1)),
+    ("explicit/xla", (1, 1)),
   ],
 )
 def test_global_clipnorm_all_reduces_on_a_mixed_layout(report, key, all_reduces):
@@ -64,14 +81,15 @@ def test_global_clipnorm_all_reduces_on_a_mixed_layout(report, key, all_reduces)
   shardings and the squared norms are one shard_map psum: exactly one all-reduce.
   "global_clipnorm/*" (Auto axes, jit of NamedSharding arguments): the public norm is plain jnp.sum
   per leaf, and XLA reduces each leaf over its own replica groups, merging only equal groups:
-  measured 2 all-reduces
-  (all 8 devices; the 4 pairs of tp), no other collective. The one-all-reduce norm on Auto axes is
-  the opt-in (test_private_opt_in_*). "auto" runs the fused JAX step (several devices), "xla" the
+  measured 2 all-reduces (all 8 devices; the 4 pairs of tp), no other collective, where XLA
+  merges equal replica groups; at most 6 (one per leaf and sharding axis) elsewhere (see
+  XLA_MERGES_ALL_REDUCES). The one-all-reduce norm on Auto axes is the opt-in
+  (test_private_opt_in_*). "auto" runs the fused JAX step (several devices), "xla" the
   chain of small transforms.
   """
   result = report[key]
   for step in ("update", "apply_gradients"):
-    assert _all_reduces_only(result["collectives"][step], all_reduces), result["collectives"]
+    assert _auto_all_reduces(result["collectives"][step], *all_reduces), result["collectives"]
   # The norm's partial sums are added in another order than on one device: float32 and
   # float64 norms may differ in the last bit, nothing more (bf16 params come out equal).
   diffs = result["max_rel_diff"]
@@ -88,10 +106,10 @@ def test_squared_norms_on_uneven_and_two_axis_layouts(report):
   dimension sharded over both axes into per-axis reductions, and orders ("fsdp", "tp") and
   ("tp", "fsdp") give the 8 devices in two orders, so the groups are {tp}, {fsdp}, all 8, all 8
   transposed, and a tp group of a second reduction stage (measured: 5 all-reduces, no other
-  collective, jax 0.10.2 on CPU).
+  collective, jax 0.10.2 on CPU; at most 10 where XLA does not merge equal groups).
   """
   result = report["layouts/norms"]
-  assert _all_reduces_only(result["collectives"], 5), result
+  assert _auto_all_reduces(result["collectives"], 5, 10), result
   assert result["max_rel_diff"] <= 4 * np.finfo(np.float64).eps, result
   assert result["zero_for_empty"], result
 
@@ -103,8 +121,13 @@ def test_sharded_export(report):
   assert not auto["custom_call"], auto
   assert all(d <= 4 * np.finfo(np.float32).eps for d in auto["max_rel_diff"].values()), auto
   # Explicit axes, exported for an AbstractMesh: the exported module holds the one all-reduce.
+  # jax 0.6 cannot export for an AbstractMesh (no jax.sharding.use_abstract_mesh): a JAX feature,
+  # reported as unsupported there and nowhere else.
   explicit = report["export/explicit_abstract_mesh"]
-  assert _only_one_all_reduce(explicit["collectives"]), explicit
+  if "unsupported" in explicit:
+    assert not hasattr(jax.sharding, "use_abstract_mesh"), explicit
+  else:
+    assert _only_one_all_reduce(explicit["collectives"]), explicit
 
 
 @pytest.mark.parametrize("axes", ["auto", "explicit"])
@@ -114,8 +137,10 @@ def test_vmap_and_grad_of_a_sharded_update(report, axes, transform):
   diffs = result["max_rel_diff"]
   assert diffs["float32"] <= 4 * np.finfo(np.float32).eps, diffs
   if transform == "vmap":
-    # shard_map under vmap: still one all-reduce; on Auto axes the plain norm's 2 (measured).
-    assert _all_reduces_only(result["collectives"], 1 if axes == "explicit" else 2), result
+    # shard_map under vmap: still one all-reduce; on Auto axes the plain norm's 2 (measured),
+    # at most 4 where XLA does not merge equal groups.
+    expected = (1, 1) if axes == "explicit" else (2, 4)
+    assert _auto_all_reduces(result["collectives"], *expected), result
 
 
 def test_auto_abstract_mesh_export_works_in_a_multi_device_process(report):
@@ -125,10 +150,11 @@ def test_auto_abstract_mesh_export_works_in_a_multi_device_process(report):
 
 def test_global_clipnorm_on_fsdp_is_exactly_one_all_reduce(report):
   # Every leaf sharded over the same mesh axis: one replica group, so one all-reduce publicly.
+  # (At most 4, one per leaf, where XLA does not merge equal groups.)
   result = report["fsdp_uniform/global_clipnorm"]
   assert result["dtypes"] == ["bfloat16", "float32", "float64"]
   for step in ("update", "apply_gradients"):
-    assert _only_one_all_reduce(result["collectives"][step]), result["collectives"]
+    assert _auto_all_reduces(result["collectives"][step], 1, 4), result["collectives"]
 
 
 # The opt-in one-all-reduce norm on Auto axes (ADADELTA_OPTAX_PRIVATE_GLOBAL_NORM=1): JAX

@@ -12,6 +12,8 @@ import pytest
 
 import adadelta_optax
 
+from helpers import enable_x64
+
 # (kwargs, exception, fragments that must all appear in the message)
 CONSTRUCTION = {
   "lr_negative": (dict(learning_rate=-0.1), ValueError, ["learning_rate", "-0.1", ">= 0"]),
@@ -164,7 +166,7 @@ def test_traced_weight_decay_without_params_is_explained():
 
 
 def test_float64_state_without_x64_is_refused():
-  with jax.enable_x64(False):
+  with enable_x64(False):
     tx = adadelta_optax.adadelta(state_dtype="float64")
     with pytest.raises(ValueError, match="jax_enable_x64"):
       tx.init(jnp.ones(2))

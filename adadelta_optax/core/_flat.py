@@ -87,7 +87,10 @@ def flatten_params(tree: Any) -> tuple[dict[str, jax.Array], Callable[[dict[str,
     for name, indices in positions.items():
       # One split per buffer, not one slice per leaf: the transpose of a split is a single
       # concatenate, while each slice's transpose pads its piece to the whole buffer.
-      pieces = jax.lax.split(flat[name], split_sizes[name])
+      # A buffer of one leaf is that leaf: no split (jax >= 0.12 elides a one-piece split, older
+      # ones emit it; either way nothing is cut).
+      sizes_of = split_sizes[name]
+      pieces = [flat[name]] if len(sizes_of) == 1 else jax.lax.split(flat[name], sizes_of)
       for i, piece in zip(indices, pieces, strict=True):
         rebuilt[i] = piece.reshape(shapes[i])
     return jax.tree.unflatten(treedef, rebuilt)

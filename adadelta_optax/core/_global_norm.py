@@ -131,9 +131,14 @@ def _shard_mapped(leaves: Sequence[jax.Array], mesh: Mesh, specs: list[Partition
     summed: jax.Array = jax.lax.psum(jnp.stack(partial), tuple(mesh.axis_names))
     return summed
 
-  return jax.shard_map(per_device, mesh=mesh, in_specs=tuple(specs), out_specs=PartitionSpec())(
-    *leaves
+  # check_vma=False: the psum of per-device partials is replicated by construction, and JAX's
+  # replication check makes it a psum_invariant whose batching rule fails under vmap in jax 0.8
+  # (TypeError: _psum_invariant_abstract_eval() got an unexpected keyword argument
+  # 'axis_index_groups'). The plain psum lowers to the same single all-reduce on every jax.
+  mapped = jax.shard_map(
+    per_device, mesh=mesh, in_specs=tuple(specs), out_specs=PartitionSpec(), check_vma=False
   )
+  return mapped(*leaves)
 
 
 # --- The opt-in: JAX internals, pinned to PRIVATE_TESTED_JAX_VERSIONS. -------------------------

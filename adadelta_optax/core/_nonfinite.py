@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.export  # a submodule: `import jax` loads it only from jax 0.8 on
 import jax.numpy as jnp
 import optax
 

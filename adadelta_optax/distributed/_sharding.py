@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding, SingleDeviceSharding
+from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
 
 from adadelta_optax.core._flat_state import FlatAdadeltaState
 from adadelta_optax.core._rule import ScaleByAdadeltaState
@@ -23,13 +23,23 @@ def _device_id(device: Any) -> int:
   return int(device.id)
 
 
+def _single_device(device: Any) -> Sharding:
+  """The sharding of one device: ``jax.sharding.make_single_device_sharding`` where it exists
+  (jax 0.10 and later; jax 0.12 deprecates the ``SingleDeviceSharding`` class), else the class."""
+  make = getattr(jax.sharding, "make_single_device_sharding", None)
+  if make is None:
+    make = jax.sharding.SingleDeviceSharding
+  sharding: Sharding = make(device)
+  return sharding
+
+
 def replicated_like(sharding: Sharding) -> Sharding:
   """A sharding that replicates an array over the devices of ``sharding``."""
   if isinstance(sharding, NamedSharding):
     return NamedSharding(sharding.mesh, PartitionSpec())
   devices = sorted(sharding.device_set, key=_device_id)
   if len(devices) == 1:
-    return SingleDeviceSharding(devices[0])
+    return _single_device(devices[0])
   return NamedSharding(Mesh(np.array(devices), ("replica",)), PartitionSpec())
 
 
