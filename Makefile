@@ -2,7 +2,8 @@
 # Both create a virtualenv in .venv (override with VENV=...) and install what they need.
 # `make docs`: the documentation site (Sphinx, docs/) into docs/_build/html, warnings as errors.
 # `make test-versions`: the core tests on the oldest jax, jaxlib and optax that pyproject.toml
-# declares and on the newest, each in a fresh virtualenv of its own (.ci/versions.sh; CI runs it).
+# declares, on a release in between and on the newest, each in a fresh virtualenv of its own with
+# the same wheel (.ci/versions.sh; CI runs it).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

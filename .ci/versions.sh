@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# The core tests on the oldest jax, jaxlib and optax that pyproject.toml declares (its
-# [project].dependencies floors, pinned with ==) and on the newest ones, each in a fresh virtualenv:
-# those three, the packages the core tests need (pytest, pytest-xdist, flatbuffers for jax.export's
-# serialization) and the build requirements but jaxlib (pyproject's [build-system]); then the
-# package, installed (not editable) with its kernel compiled against that virtualenv's own jaxlib,
-# and the core tests (and the package's doctests) run on that install, with
+# The core tests across the declared range, each in a fresh virtualenv: the oldest jax, jaxlib,
+# optax and ml_dtypes that pyproject.toml declares (its [project].dependencies floors, pinned with
+# ==) on the oldest Python it admits; a release in between (jax/jaxlib $MIDDLE_JAX, default
+# 0.8.3, on Python 3.12: its jaxlib speaks a newer FFI API than the kernel's 0.1, and its psum
+# under vmap needed a workaround); and the newest releases the ranges admit on the newest Python. Each gets those, the packages the core tests need (pytest,
+# pytest-xdist, flatbuffers for jax.export's serialization) and the package itself: ONE wheel,
+# built once as pip builds it (build isolation: the kernel compiled against the jaxlib that
+# [build-system] pins), installed --no-deps everywhere, so the same kernel is loaded by every
+# jaxlib in range. The core tests (and the package's doctests) run on that install with
 # ADADELTA_REQUIRE_ALL=1: a test of the core selection that cannot run fails, none is skipped.
 #
-# The oldest run uses the oldest Python that requires-python admits (python3.10 for ">=3.10") when
-# the machine has it, else the oldest python3.x it has; the newest run the newest python3.x.
-# Needs those pythons, pip's access to the package index, git and a C++17 compiler. `make
-# test-versions` runs it; CI after `make test`.
+# Needs python3.11 or newer (on PATH or under pyenv), pip's access to the package index, git and
+# a C++17 compiler. `make test-versions` runs it; CI after `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CORE='not frameworks and not notebooks and not install'  # as conftest.py says
+MIDDLE_JAX=${MIDDLE_JAX:-0.8.3}
+MIDDLE_PYTHON_MINOR=${MIDDLE_PYTHON_MINOR:-12}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/adadelta-versions.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -61,16 +64,6 @@ print(requires[1], floors["jax"], floors["jaxlib"], floors["optax"], floors["ml_
 EOF
 )
 read -r requires_minor jax_floor jaxlib_floor optax_floor ml_dtypes_floor <<<"$declared"
-build=$("$newest_python" - <<'EOF'
-import re
-import tomllib
-
-with open("pyproject.toml", "rb") as file:
-  requires = tomllib.load(file)["build-system"]["requires"]
-# jaxlib is the one the virtualenv has: the kernel is built against it (--no-build-isolation).
-print("\n".join(r for r in requires if re.match(r"\s*jaxlib\b", r) is None))
-EOF
-)
 # The newest run takes the newest releases the declared ranges admit (caps included).
 mapfile -t declared_ranges < <("$newest_python" - <<'EOF'
 import re
@@ -81,10 +74,10 @@ with open("pyproject.toml", "rb") as file:
 print("\n".join(r for r in dependencies if re.match(r"\s*(jax|jaxlib|ml_dtypes|optax)\b", r)))
 EOF
 )
-build_requires=()
-[[ -z $build ]] || mapfile -t build_requires <<<"$build"
 oldest_python=$(pythons "$requires_minor" 30 | sed -n 1p)
 [[ -n $oldest_python ]] || { log "error: no python3.$requires_minor or newer found"; exit 1; }
+middle_python=$(pythons "$MIDDLE_PYTHON_MINOR" 30 | sed -n 1p)
+[[ -n $middle_python ]] || middle_python=$newest_python
 
 # The repository's files as they are (committed or not, not ignored ones), for each build.
 copy_tree() {
@@ -94,16 +87,26 @@ copy_tree() {
     tar --null -cf - -T - | tar -xf - -C "$1"
 }
 
-# setup NAME PYTHON REQUIREMENT...: a virtualenv with the package installed from a copy of the
-# repository, which then holds the tests and no package (so they import the installed one).
+# The wheel, once, as pip builds it for a user (build isolation), from a copy of the repository.
+build_wheel() {
+  copy_tree "$work/wheel-src"
+  "$newest_python" -m pip wheel -q --no-deps -w "$work/wheel" "$work/wheel-src"
+}
+
+# setup NAME PYTHON REQUIREMENT...: a virtualenv with those and the wheel, and a copy of the
+# repository without the package (so the tests import the installed one).
 setup() {
   local name=$1 python=$2 venv=$work/$1/venv src=$work/$1/src
   shift 2
   "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q "$@" pytest pytest-xdist flatbuffers "${build_requires[@]}"
+  "$venv/bin/python" -m pip install -q "$@" pytest pytest-xdist flatbuffers
   copy_tree "$src"
-  "$venv/bin/python" -m pip install -q --no-build-isolation --no-deps "$src"
-  rm -rf "$src/adadelta_optax" "$src/build"
+  rm -rf "$src/adadelta_optax"
+  while [[ ! -e $work/wheel.done ]]; do
+    [[ -e $work/wheel.failed ]] && { echo "the wheel did not build" >&2; return 1; }
+    sleep 1
+  done
+  "$venv/bin/python" -m pip install -q --no-deps "$work"/wheel/*.whl
   "$venv/bin/python" -m pip check
   (cd "$work" && "$venv/bin/python" - <<'EOF'
 import importlib.metadata
@@ -131,17 +134,29 @@ run() {
 }
 
 log "oldest: jax==$jax_floor jaxlib==$jaxlib_floor optax==$optax_floor ml_dtypes==$ml_dtypes_floor on $oldest_python" \
-  "(requires-python >=3.$requires_minor); newest: ${declared_ranges[*]} on $newest_python"
+  "(requires-python >=3.$requires_minor); middle: jax==$MIDDLE_JAX on $middle_python;" \
+  "newest: ${declared_ranges[*]} on $newest_python"
 start=$SECONDS
-# The two setups (downloads, the kernel's compile) at once; their logs are shown if one fails.
+# The wheel and the three setups (downloads) at once; their logs are shown if one fails.
+{ build_wheel >"$work/wheel.log" 2>&1 && touch "$work/wheel.done"; } || touch "$work/wheel.failed" &
+wheel_build=$!
 setup oldest "$oldest_python" "jax==$jax_floor" "jaxlib==$jaxlib_floor" "optax==$optax_floor" \
   "ml_dtypes==$ml_dtypes_floor" \
   >"$work/oldest.log" 2>&1 &
 oldest_setup=$!
+setup middle "$middle_python" "jax==$MIDDLE_JAX" "jaxlib==$MIDDLE_JAX" "${declared_ranges[@]}" \
+  >"$work/middle.log" 2>&1 &
+middle_setup=$!
 setup newest "$newest_python" "${declared_ranges[@]}" >"$work/newest.log" 2>&1 &
 newest_setup=$!
 status=0
-for name in oldest newest; do
+wait "$wheel_build" || true
+if [[ ! -e $work/wheel.done ]]; then
+  log "error: building the wheel failed:"
+  cat "$work/wheel.log" >&2
+  status=1
+fi
+for name in oldest middle newest; do
   pid_var=${name}_setup
   if ! wait "${!pid_var}"; then
     log "error: setting up the $name virtualenv failed:"
@@ -152,23 +167,11 @@ done
 ((status == 0)) || exit 1
 log "set up in $((SECONDS - start)) s"
 
-# With the same jax and jaxlib at both ends (the range's cap can make them equal), the
-# multi-device tests (subprocesses on 8 simulated devices: JAX's partitioning, not optax's or
-# Python's) would run the same code twice: they run once, in the newest.
-jax_of() { grep -o 'jax [0-9.]*, jaxlib [0-9.]*' "$work/$1/versions"; }
-oldest_args=()
-if [[ "$(jax_of oldest)" == "$(jax_of newest)" ]]; then
-  oldest_args=(--ignore=tests/test_sharding.py --ignore=tests/test_multiprocess.py)
-  log "oldest and newest have the same $(jax_of oldest): the multi-device tests run in the newest"
-fi
-
 summary=()
-for name in oldest newest; do
+for name in oldest middle newest; do
   log "$name: $(cat "$work/$name/versions")"
   started=$SECONDS
-  args=()
-  [[ $name == oldest ]] && args=("${oldest_args[@]}")
-  if run "$name" "${args[@]}"; then result=passed; else result=FAILED status=1; fi
+  if run "$name"; then result=passed; else result=FAILED status=1; fi
   summary+=("$name ($(cat "$work/$name/versions")): $result in $((SECONDS - started)) s")
 done
 log "summary, $((SECONDS - start)) s in all:"

@@ -41,11 +41,11 @@ _SYMBOLS = {
 
 
 # XLA checks the FFI API version a handler was compiled against when it is registered
-# (xla/ffi/ffi_api.cc, RegisterHandler): same major, at least its minimum (0.1 in every jaxlib from
-# 0.8.1 to 0.10.2) and at most the running jaxlib's own; jaxlib 0.4.36 to 0.8.0 speak 0.1 and
-# refuse anything newer (0.4.30 speaks 0.0 and checks nothing). A refused handler fails the start
-# of JAX's whole CPU backend, so the versions are compared here first and nothing is registered
-# when they do not fit.
+# (xla/ffi/ffi_api.cc, RegisterHandler): same major, at least its minimum (0.1 in every jaxlib
+# from 0.8.1 to 0.12.1, which speaks 0.5) and at most the running jaxlib's own; jaxlib 0.4.36 to
+# 0.8.0 speak 0.1 and refuse anything newer (0.4.30 speaks 0.0 and checks nothing). A refused
+# handler fails the start of JAX's whole CPU backend, so the versions are compared here first and
+# nothing is registered when they do not fit.
 FFI_API_MIN = (0, 1)
 # The header of the running jaxlib that defines its FFI API version.
 _FFI_API_HEADER = Path("xla", "ffi", "api", "c_api.h")
