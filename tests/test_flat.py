@@ -23,7 +23,7 @@ import pytest
 
 import adadelta_optax
 
-from helpers import assert_bitwise, enable_x64
+from helpers import assert_bitwise, enable_x64, require_float16
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "nnx_flat_params.py"
 
@@ -95,6 +95,7 @@ def test_empty_tree():
 @pytest.mark.parametrize("jit", [False, True])
 def test_gradient_through_unflatten_is_the_tree_gradient(jit):
   """Bitwise, in every dtype: the same per-element derivative, only moved into one buffer."""
+  require_float16()
   tree = mixed_tree(np.random.default_rng(1))
   flat, unflatten = adadelta_optax.flatten_params(tree)
   grad_flat = jax.grad(lambda f: loss(unflatten(f)))
@@ -107,6 +108,7 @@ def test_gradient_through_unflatten_is_the_tree_gradient(jit):
 def test_forward_mode_and_vmap():
   """jvp of unflatten is unflatten of the tangent; jvp/jacfwd through it match the tree; vmap
   over a leading batch axis of the buffers gives the leaves with that axis."""
+  require_float16()
   tree = mixed_tree(np.random.default_rng(2))
   flat, unflatten = adadelta_optax.flatten_params(tree)
   tangent = {k: jnp.full_like(v, 0.25) for k, v in flat.items()}

@@ -12,7 +12,7 @@ import pytest
 
 import adadelta_optax
 
-from helpers import enable_x64
+from helpers import enable_x64, require_float16
 
 # (kwargs, exception, fragments that must all appear in the message)
 CONSTRUCTION = {
@@ -214,6 +214,8 @@ def test_tracers_are_accepted_without_value_checks():
 def test_hyperparameters_that_do_not_fit_the_params_dtype(kwargs, dtype, fragment, implementation):
   """Numbers that become inf (or 0 for epsilon) in the dtype the step computes in once turned
   the params into NaN; now the first update (eager or traced) names the argument and dtype."""
+  if dtype == jnp.float16:
+    require_float16()
   tx = adadelta_optax.adadelta(**kwargs, implementation=implementation)
   params = {"w": jnp.zeros(3, dtype), "v": jnp.ones(2, dtype)}
   state = tx.init(params)
