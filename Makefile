@@ -34,7 +34,7 @@ test: $(VENV)/.test
 	$(PY) -m ruff check adadelta_optax tests examples benchmarks notebooks conftest.py
 	$(PY) -m ruff format --check adadelta_optax tests examples benchmarks notebooks conftest.py
 	$(PY) -m mypy  # strict, on adadelta_optax ([tool.mypy] in pyproject.toml)
-	ADADELTA_REQUIRE_ALL=1 $(PY) -m pytest -n 2 --dist loadgroup --nbmake -q
+	ADADELTA_REQUIRE_ALL=1 $(PY) -m pytest -n 2 --dist loadgroup --nbmake -q --durations=15
 
 # The site from a fresh environment every time (-E: every page read again, so every warning is seen),
 # offline (no intersphinx inventories), -n: broken cross-references are errors, -W: so is any

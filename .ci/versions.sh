@@ -130,7 +130,7 @@ run() {
   package=$(cd "$work" && "$venv/bin/python" -c \
     'import adadelta_optax, os; print(os.path.dirname(adadelta_optax.__file__))')
   (cd "$src" && ADADELTA_REQUIRE_ALL=1 "$venv/bin/python" -m pytest -c pyproject.toml \
-    --rootdir . -n 2 --dist loadgroup -q -m "$CORE" "$@" tests "$package")
+    --rootdir . -n 2 --dist loadgroup -q --durations=10 -m "$CORE" "$@" tests "$package")
 }
 
 log "oldest: jax==$jax_floor jaxlib==$jaxlib_floor optax==$optax_floor ml_dtypes==$ml_dtypes_floor on $oldest_python" \

@@ -24,7 +24,7 @@ def _declared() -> dict[str, set[str]]:
     dependencies = tomllib.load(file)["project"]["dependencies"]
   declared = {}
   for requirement in dependencies:
-    found = re.fullmatch(r"\s*(jax|jaxlib|optax)\s*(.*)", requirement)
+    found = re.fullmatch(r"\s*(jax|jaxlib|optax)\s*([<>=!~].*)", requirement)
     if found:
       declared[found[1]] = {s.strip() for s in found[2].split(",") if s.strip()}
   return declared
