@@ -152,12 +152,16 @@ def _compiled_apply(tx, params):
   return step, step.lower(params, tx.init(params), params).compile()
 
 
-# The global norm is a reduction XLA compiles around the kernel: how many times its CPU code reads
-# the gradients for it is that XLA's choice. From jax 0.10 it reads them once (the 32 B/param
-# below); older XLAs read them up to four times (measured 44.3 B/param on jax 0.6.2, 40.3 on 0.8.3
-# and 0.9.2), so there the bound is 28 + 4 * 4 + 0.5 B/param. A property of XLA's code, not of
-# this package (benchmarks/bench_step.py measures the time).
-GLOBAL_NORM_LIMIT = 32 if tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 10) else 44.5
+# The global norm is a reduction XLA compiles around the kernel: how it reads the gradients for
+# it is that XLA's choice. From jax 0.10 it reads them once, with no temporary (32 B/param). Older
+# XLAs materialize the squares in one float32 temporary of the params' size and read the
+# gradients up to four times (measured 44.3 B/param and 1.024 float32 copies of the params in
+# temporaries on jax 0.6.2; 40.3 B/param on 0.8.3 and 0.9.2): there the bounds are
+# 28 + 4 * 4 + 0.5 B/param and one such temporary plus 5% (XLA's reduction buffers). A property
+# of XLA's code, not of this package (benchmarks/bench_step.py measures the time).
+_XLA_FUSES_THE_NORM = tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 10)
+GLOBAL_NORM_LIMIT = 32 if _XLA_FUSES_THE_NORM else 44.5
+GLOBAL_NORM_TEMPORARY = 0.01 if _XLA_FUSES_THE_NORM else 1.05  # in float32 copies of the params
 
 
 @pytest.mark.parametrize(
@@ -183,7 +187,8 @@ def test_memory_traffic_and_temporaries(kwargs, limit):
   total = xla_bytes + tx.kernel_bytes(params)
   assert tx.kernel_bytes(params) >= 28 * n  # the kernel really takes every leaf
   assert total / n <= limit + 0.01, total / n
-  assert compiled.memory_analysis().temp_size_in_bytes < 0.01 * 4 * n
+  copies = GLOBAL_NORM_TEMPORARY if "global_clipnorm" in kwargs else 0.01
+  assert compiled.memory_analysis().temp_size_in_bytes < copies * 4 * n
   text = compiled.as_text()
   assert text.count('custom_call_target="adadelta_optax_tree_f32"') == 1
   plain = adadelta_optax.adadelta(**kwargs, implementation="xla")

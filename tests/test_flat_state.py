@@ -464,7 +464,9 @@ def test_eager_step_equals_tree_layout():
 def test_state_dtype_equals_tree_layout(param_dtypes, state_dtype):
   """Accumulators in ``state_dtype`` on mixed trees. Params of another dtype than their state
   take the fused JAX path (the kernel takes a group only where all three dtypes agree), so the
-  layouts agree to ``FUSED_RTOL``: measured 1 ulp apart on jax 0.12.1 for float64 params."""
+  layouts agree to ``FUSED_RTOL`` of the dtype the step is computed in, the state's: float64
+  params with a float32 state measured 1.2e-10 of the leaf apart on jax 0.12.1 (about one
+  float32 ulp of the step, added to the float64 param)."""
   rng = np.random.default_rng(len(param_dtypes) * 10 + len(str(state_dtype)))
   shapes = [(3, 4), (5,), (), (0,), (2, 1, 3)]
   params = {
@@ -477,7 +479,9 @@ def test_state_dtype_equals_tree_layout(param_dtypes, state_dtype):
   zeros = {name: np.zeros(n.size, name) for name, n in numpy_buffers(params, state_dtype).items()}
   assert_flat_state(flat_tx.init(params), 0, zeros, zeros)
   assert kernel_dtypes(flat_tx, params) == set()
-  final, state = compare_layouts(tree_tx, flat_tx, params, grads, rtol=FUSED_RTOL)
+  computed_in = np.dtype(state_dtype)
+  rtol = {np.dtype(d): max(FUSED_RTOL[np.dtype(d)], FUSED_RTOL[computed_in]) for d in FUSED_RTOL}
+  final, state = compare_layouts(tree_tx, flat_tx, params, grads, rtol=rtol)
   for leaf, start in zip(jax.tree.leaves(final), jax.tree.leaves(params), strict=True):
     assert leaf.dtype == start.dtype
 

@@ -31,13 +31,26 @@ def report():
 @pytest.mark.parametrize(
   "key", ["default/auto", "default/xla", "everything_local/auto", "state_dtype_f32/auto"]
 )
-def test_elementwise_step_has_no_collective_and_is_bitwise_unsharded(report, key):
+def test_elementwise_step_has_no_collective_and_equals_the_unsharded_step(report, key):
+  """No collective at all (the step is elementwise); the numbers are one device's to a few ulps.
+
+  Each element goes through the same operations sharded or not, but XLA compiles the loop over a
+  shard and the loop over the whole leaf separately, and its CPU code may vectorize them
+  differently (sqrt and division as an approximate rsqrt refined by Newton steps in one and not
+  the other): bitwise equal on jax 0.6.2, 0.10.2 and 0.12.1, 3.6 float32 ulps apart (relative
+  to the leaf's largest element) on jax 0.8.3. The bound is 8 ulps, and one bfloat16 ulp for
+  bfloat16 leaves (computed in float32, then rounded: a few float32 ulps can round either way).
+  """
   # The script already asserted that every state leaf carries its parameter's sharding (init
   # outside jit, jitted init with state_shardings, and after 5 jitted steps).
   result = report[key]
   for step in ("update", "apply_gradients"):
     assert sum(result["collectives"][step].values()) == 0, result
-  assert result["bitwise_equal"], result
+  diffs = result["max_rel_diff"]
+  assert diffs["float64"] <= 8 * np.finfo(np.float64).eps, diffs
+  assert diffs["float32"] <= 8 * np.finfo(np.float32).eps, diffs
+  assert diffs["bfloat16"] <= float(jnp.finfo(jnp.bfloat16).eps), diffs
+  assert diffs["int32"] == 0.0, diffs  # the step count
 
 
 def _all_reduces_only(counts, n):
@@ -91,11 +104,12 @@ def test_global_clipnorm_all_reduces_on_a_mixed_layout(report, key, all_reduces)
   for step in ("update", "apply_gradients"):
     assert _auto_all_reduces(result["collectives"][step], *all_reduces), result["collectives"]
   # The norm's partial sums are added in another order than on one device: float32 and
-  # float64 norms may differ in the last bit, nothing more (bf16 params come out equal).
+  # float64 norms may differ in the last bit, nothing more; bf16 params (measured equal) are
+  # computed in float32 and rounded, so a last-bit difference may round to one bf16 ulp.
   diffs = result["max_rel_diff"]
   assert diffs["float64"] <= 4 * np.finfo(np.float64).eps, diffs
   assert diffs["float32"] <= 4 * np.finfo(np.float32).eps, diffs
-  assert diffs["bfloat16"] == 0.0, diffs
+  assert diffs["bfloat16"] <= float(jnp.finfo(jnp.bfloat16).eps), diffs
 
 
 def test_squared_norms_on_uneven_and_two_axis_layouts(report):
