@@ -75,13 +75,14 @@ class Reference:
     def by_norm(g: list[np.ndarray]) -> list[np.ndarray]:
       if o.clipnorm is None:
         return g
-      return [x * o.clipnorm / max(np.sqrt(_sq_norm(x)), o.clipnorm) for x in g]
+      return [x * o.clipnorm / np.maximum(np.sqrt(_sq_norm(x)), o.clipnorm) for x in g]
 
     g = by_norm(by_value(g)) if o.clip_order == "value_then_norm" else by_value(by_norm(g))
     if o.global_clipnorm is not None:
       norm = np.sqrt(sum(_sq_norm(x) for x in g))
       with np.errstate(divide="ignore", invalid="ignore"):
-        scale = o.global_clipnorm * min(1.0 / norm, 1.0 / o.global_clipnorm)
+        # tf.clip_by_global_norm: a non-finite norm makes every entry NaN (inf - inf = NaN).
+        scale = o.global_clipnorm * min(1.0 / norm, 1.0 / o.global_clipnorm) + (norm - norm)
       g = [x * scale for x in g]
     mask = o.mask if o.mask is not None else [True] * len(g)
     if o.weight_decay and not o.decoupled_weight_decay:

@@ -414,6 +414,35 @@ def test_converters_round_trip_bitwise(state_dtype):
   )
 
 
+@pytest.mark.parametrize(
+  ("param_dtype", "spellings"),
+  [
+    (np.complex64, ["float64", jnp.float64, np.dtype("float64")]),
+    (np.complex128, ["float32", jnp.float32, np.dtype("float32")]),
+  ],
+)
+def test_tree_state_of_complex_params_with_any_state_dtype_spelling(param_dtype, spellings):
+  """Complex params with a real state_dtype of the other width (complex128 buffers for complex64
+  params under "float64"): tree_state once refused the very params the state was made for, with
+  the dtype inferred (only complex buffers to infer from) or given as a string ("float64" was
+  compared with jnp.float64). Every spelling adadelta() accepts works, with and without reals."""
+  rng = np.random.default_rng(11)
+  with_reals = {
+    "z": jnp.asarray(rng.normal(size=(2, 3)) + 1j * rng.normal(size=(2, 3)), param_dtype),
+    "w": jnp.asarray(rng.normal(size=(4,)), np.float32),
+  }
+  only_complex = {"z": with_reals["z"]}
+  for params in (with_reals, only_complex):
+    for spelling in spellings:
+      tx = adadelta_optax.adadelta(state_layout="flat", state_dtype=spelling)
+      tree_tx = adadelta_optax.adadelta(state_dtype=spelling)
+      _, flat = tx.update(params, tx.init(params), params)
+      _, tree = tree_tx.update(params, tree_tx.init(params), params)
+      for given in ({}, {"state_dtype": spelling}):
+        back = adadelta_optax.tree_state(flat, params, **given)
+        assert_bitwise(back, tree, f"tree_state {param_dtype.__name__} {spelling!r} {given}")
+
+
 # --- The step: the tree layout's numbers, bit for bit -----------------------------------------
 
 

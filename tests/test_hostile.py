@@ -42,10 +42,14 @@ def problems(draw, dtype):
     implementation=draw(st.sampled_from(["auto", "xla"])),
   )
   option = draw(
-    st.sampled_from(["none", "clipvalue", "global_clipnorm", "weight_decay", "maximize"])
+    st.sampled_from(
+      ["none", "clipvalue", "clipnorm", "global_clipnorm", "weight_decay", "maximize"]
+    )
   )
   if option == "clipvalue":
     kwargs["clipvalue"] = draw(st.floats(0.1, 10.0))
+  elif option == "clipnorm":
+    kwargs["clipnorm"] = draw(st.floats(0.1, 10.0))
   elif option == "global_clipnorm":
     kwargs["global_clipnorm"] = draw(st.floats(0.1, 10.0))
   elif option == "weight_decay":

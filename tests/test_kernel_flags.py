@@ -126,7 +126,7 @@ def numpy_step(
     v = g if raw_norm else clip_value(g, h["clipvalue"])
     norm = g.dtype.type(np.sqrt(squared_norm(v)))
     c = h["clipnorm"]
-    scale = scale * (c / (norm if norm > c else c))
+    scale = scale * (c / (norm if not norm <= c else c))  # a NaN norm propagates
   scaled = flags & (SCALE | NORM_CLIP)
   if norm_first:
     g = g * scale if scaled else g

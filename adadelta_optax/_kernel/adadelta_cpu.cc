@@ -383,10 +383,13 @@ void RunTree(ffi::ThreadPool& pool, const std::vector<Leaf>& leaves, const T* hy
       if (!(leaves[i].flags & kNormClip)) continue;
       for (int64_t s = 0; s < segments; ++s) {
         const size_t row = i * segments + s;
-        // tf.clip_by_norm: g * c / max(||g||, c); the sign flip is already in the scale.
+        // tf.clip_by_norm: g * c / max(||g||, c); the sign flip is already in the scale. The
+        // max propagates a NaN norm, as jnp.maximum and tf.maximum do (a NaN in the leaf makes
+        // the whole leaf NaN on every path): !(norm <= c) is true for NaN, norm > c is not.
         const T norm = T(std::sqrt(squared[row]));
         const T c = hyper[s * kNumHyper + kClipNorm];
-        leaf_hyper[row][kGradScale] = hyper[s * kNumHyper + kGradScale] * (c / (norm > c ? norm : c));
+        const T larger = !(norm <= c) ? norm : c;
+        leaf_hyper[row][kGradScale] = hyper[s * kNumHyper + kGradScale] * (c / larger);
       }
     }
   }

@@ -23,6 +23,7 @@ import jax.export  # a submodule: `import jax` loads it only from jax 0.8 on
 import jax.numpy as jnp
 import numpy as np
 
+from adadelta_optax.core import _validation
 from adadelta_optax.core._flat import flatten_params
 from adadelta_optax.core._rule import accumulator_dtype
 from adadelta_optax.core._state import AdadeltaState
@@ -177,6 +178,8 @@ def tree_state(state: FlatAdadeltaState, params: Any, *, state_dtype: Any = None
     raise TypeError(f"tree_state takes a FlatAdadeltaState, got {type(state).__name__}.")
   if state_dtype is None:
     state_dtype = _infer_state_dtype(state, params)
+  else:
+    state_dtype = _validation.canonical_state_dtype(state_dtype)  # "float32", jnp.float32, ...
   check_fits(state, params, state_dtype, "params")
   places = layout(params, state_dtype)
   leaves, treedef = jax.tree.flatten(params)
@@ -194,11 +197,12 @@ def tree_state(state: FlatAdadeltaState, params: Any, *, state_dtype: Any = None
 
 
 def _infer_state_dtype(state: FlatAdadeltaState, params: Any) -> Any:
-  """``None`` if the buffers fit the params' own dtypes, else the one real dtype they hold."""
+  """``None`` if the buffers fit the params' own dtypes, else the one real dtype they hold (a
+  complex buffer holds its real counterpart: complex128 for a float64 ``state_dtype``)."""
   if not isinstance(state.accum_grad, dict):
     return None  # check_fits explains
   own = buffer_sizes(layout(params, None))
   if own == {name: int(np.size(b)) for name, b in state.accum_grad.items()}:
     return None
-  real = {name for name in state.accum_grad if not jnp.issubdtype(name, jnp.complexfloating)}
-  return jnp.dtype(real.pop()) if len(real) == 1 else None
+  real = {np.real(np.zeros((), jnp.dtype(name))).dtype for name in state.accum_grad}
+  return real.pop() if len(real) == 1 else None

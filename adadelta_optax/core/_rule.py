@@ -41,13 +41,15 @@ jax.export.register_namedtuple_serialization(
 )
 
 
-def accumulator_dtype(leaf_dtype: Any, state_dtype: jnp.dtype | None) -> jnp.dtype:
-  """The dtype of a leaf's accumulators: ``state_dtype`` when given, kept complex for complex."""
+def accumulator_dtype(leaf_dtype: Any, state_dtype: Any) -> jnp.dtype:
+  """The dtype of a leaf's accumulators: ``state_dtype`` when given (any spelling ``adadelta()``
+  accepts: ``"float64"``, ``jnp.float64``, ``np.dtype("float64")``), kept complex for complex."""
   dtype: np.dtype[Any] = np.dtype(leaf_dtype)
-  if state_dtype is not None:
+  state = _validation.canonical_state_dtype(state_dtype)
+  if state is not None:
     complex_ = jnp.issubdtype(dtype, jnp.complexfloating)
-    wide = state_dtype == jnp.float64
-    dtype = np.dtype((jnp.complex128 if wide else jnp.complex64) if complex_ else state_dtype)
+    wide = state == np.dtype("float64")
+    dtype = np.dtype((jnp.complex128 if wide else jnp.complex64) if complex_ else state)
   return dtype
 
 
