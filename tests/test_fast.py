@@ -24,6 +24,7 @@ from helpers import (
   OPTIONS,
   ULPS,
   _options,
+  assert_bitwise,
   assert_matches_reference,
   assert_trees_close,
   random_grads,
@@ -346,6 +347,87 @@ def test_tiny_gradients_step_as_the_reference(implementation):
   np.testing.assert_allclose(params["w"] + updates["w"], ref.params[0], rtol=2 * eps, atol=0)
   # accum_var = (1 - rho) * update**2: the update's 2 ulps, doubled by the square, and one more.
   np.testing.assert_allclose(state.accum_var["w"], ref.accum_var[0], rtol=5 * eps, atol=0)
+
+
+STRICT_OPTIONS = {
+  "clips_coupled_wd": dict(clipnorm=1.0, clipvalue=0.5, weight_decay=0.01),
+  "global_decoupled_schedule": dict(
+    global_clipnorm=1.0,
+    weight_decay=0.01,
+    decoupled_weight_decay=True,
+    maximize=True,
+    learning_rate=optax.linear_schedule(1.0, 0.1, 10),
+    decay=0.01,
+  ),
+  "state_float32": dict(state_dtype="float32", global_clipnorm=1.0),
+  "state_float64": dict(state_dtype="float64", clipnorm=1.0),
+}
+
+
+# Every implementation and layout ("xla" has no flat layout: refused when built).
+PATHS = [(i, "tree") for i in IMPLEMENTATIONS] + [("kernel", "flat"), ("fused", "flat")]
+
+
+@pytest.mark.parametrize(("implementation", "layout"), PATHS)
+@pytest.mark.parametrize("name", sorted(STRICT_OPTIONS))
+def test_strict_dtype_promotion(name, implementation, layout):
+  """Under jax.numpy_dtype_promotion("strict") (what mixed-precision users turn on to catch
+  silent upcasts) every path steps 16-bit, 32-bit, 64-bit and complex leaves, and gives exactly
+  the numbers of the default mode: the casts are written out, so the program is the same.
+  bfloat16 and float16 params once crashed with TypePromotionError on every path."""
+  if implementation == "kernel" and not adadelta_optax.kernel_available():
+    pytest.fail(adadelta_optax.kernel_unavailable_reason())
+  rng = np.random.default_rng(zlib.crc32(name.encode()))
+  params = {
+    "bf16": jnp.asarray(rng.normal(size=(3, 2)), jnp.bfloat16),
+    "f16": jnp.asarray(rng.normal(size=(4,)), jnp.float16),
+    "f32": jnp.asarray(rng.normal(size=(5,)), jnp.float32),
+    "f64": jnp.asarray(rng.normal(size=(2,)), jnp.float64),
+    "c64": jnp.asarray(rng.normal(size=(3,)) + 1j * rng.normal(size=(3,)), jnp.complex64),
+  }
+  grads = jax.tree.map(lambda x: (x * 0.5 + 0.25).astype(x.dtype), params)
+  kwargs = dict(STRICT_OPTIONS[name], implementation=implementation, state_layout=layout)
+  results = {}
+  for mode in ("standard", "strict"):
+    with jax.numpy_dtype_promotion(mode):
+      tx = adadelta_optax.adadelta(**kwargs)
+      state = tx.init(params)
+      results[mode] = (
+        jax.jit(tx.update)(grads, state, params),
+        jax.jit(tx.apply_gradients)(grads, state, params),
+        tx.update(grads, state, params),
+      )
+  assert_bitwise(results["strict"], results["standard"], f"{name} strict vs standard")
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("dtype", ["float8_e4m3fn", "float8_e5m2"])
+def test_float8_params_with_a_wider_state_apply_as_they_update(implementation, dtype):
+  """float8 params with state_dtype="float32" (what the float8 error advises): apply_gradients
+  once crashed where update worked (JAX never promotes 8-bit floats implicitly). Now it steps,
+  within one float8 rounding of update + optax.apply_updates (which rounds the update to float8
+  before adding it: apply_gradients rounds once) and of the float64 reference."""
+  params = {"w": jnp.asarray([0.5, -1.0, 2.0, 0.0, 0.75], dtype)}
+  grads = {"w": jnp.asarray([0.25, 0.5, -1.0, 0.125, 0.0], dtype)}
+  kwargs = dict(epsilon=0.01, rho=0.9)  # steps of about 0.3: visible in float8
+  tx = adadelta_optax.adadelta(**kwargs, state_dtype="float32", implementation=implementation)
+  state = tx.init(params)
+  applied, _ = jax.jit(tx.apply_gradients)(grads, state, params)
+  updates, _ = jax.jit(tx.update)(grads, state, params)
+  stepped = optax.apply_updates(params, updates)
+  assert applied["w"].dtype == stepped["w"].dtype == jnp.dtype(dtype)
+  x0 = np.asarray(params["w"], np.float64)
+  ref = run_reference([x0], [[np.asarray(grads["w"], np.float64)]], reference.Options(**kwargs))
+  moved = np.asarray(applied["w"], np.float64)
+  assert np.count_nonzero(moved != x0) >= 3, moved  # a real step, not a rounding to no change
+  finfo = jnp.finfo(dtype)
+  tiny = float(finfo.smallest_subnormal) if hasattr(finfo, "smallest_subnormal") else 0.0
+  one_rounding = float(finfo.eps) * np.abs(ref.params[0]) + tiny
+  np.testing.assert_array_less(np.abs(moved - ref.params[0]), one_rounding + 1e-12)
+  two_roundings = 2 * float(finfo.eps) * np.abs(moved) + 2 * tiny
+  np.testing.assert_array_less(
+    np.abs(moved - np.asarray(stepped["w"], np.float64)), two_roundings + 1e-12
+  )
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)

@@ -17,12 +17,15 @@ and imaginary parts independently (the same convention as the Adadelta accumulat
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from adadelta_optax.core._dtypes import real_dtype, sum_dtype
 from adadelta_optax.core._global_norm import abs_square, squared_norms
 
 
@@ -30,14 +33,10 @@ def _squared_norm(leaf: jax.Array) -> jax.Array:
   return jnp.sum(abs_square(leaf))
 
 
-def _real_dtype(leaf: jax.Array) -> jnp.dtype:
-  return jnp.real(jnp.zeros((), leaf.dtype)).dtype
-
-
 def _as_real_dtype(leaf: jax.Array, dtype: jnp.dtype) -> jax.Array:
   """``leaf`` with real dtype ``dtype`` (its complex counterpart for a complex leaf)."""
   if jnp.iscomplexobj(leaf):
-    return leaf.astype(jnp.result_type(dtype, jnp.complex64))
+    return leaf.astype(sum_dtype(dtype, jnp.complex64))
   return leaf.astype(dtype)
 
 
@@ -81,7 +80,9 @@ def global_norm_scale(grads: optax.Updates, global_clipnorm: Any) -> jax.Array:
   (:func:`adadelta_optax.core._global_norm.squared_norms`).
   """
   leaves = jax.tree.leaves(grads)
-  dtype = jnp.result_type(*[_real_dtype(leaf) for leaf in leaves]) if leaves else jnp.float32
+  # The widest, as jnp.result_type gives it, chosen explicitly (strict promotion refuses it).
+  reals = [real_dtype(leaf.dtype) for leaf in leaves]
+  dtype = functools.reduce(sum_dtype, reals) if reals else np.dtype("float32")
   # One primitive for all the leaves' squared norms, in the one common dtype: on sharded leaves
   # it is exactly one all-reduce, whatever mesh axes each leaf is sharded over.
   squared = squared_norms([_as_real_dtype(leaf, dtype) for leaf in leaves])

@@ -9,6 +9,8 @@ import jax.export  # a submodule: `import jax` loads it only from jax 0.8 on
 import jax.numpy as jnp
 import optax
 
+from adadelta_optax.core._dtypes import compute_dtype, sum_dtype
+
 
 class ScaleByDecayedLearningRateState(NamedTuple):
   """State of :func:`scale_by_decayed_learning_rate`.
@@ -25,13 +27,6 @@ class ScaleByDecayedLearningRateState(NamedTuple):
 jax.export.register_namedtuple_serialization(
   ScaleByDecayedLearningRateState, serialized_name="adadelta_optax.ScaleByDecayedLearningRateState"
 )
-
-
-def _compute_dtype(leaf: jax.Array) -> jnp.dtype:
-  # tf.keras casts the learning rate to each variable's dtype; below float32 that loses the
-  # schedule, so the product is formed in at least float32 and cast back.
-  real = jnp.real(jnp.zeros((), leaf.dtype)).dtype
-  return jnp.promote_types(real, jnp.float32)
 
 
 def decayed_learning_rate(
@@ -88,8 +83,9 @@ def scale_by_decayed_learning_rate(
       rate = learning_rate
 
     def scale(update: jax.Array) -> jax.Array:
-      lr = decayed_learning_rate(rate, decay, state.count, _compute_dtype(update))
-      return (-lr * update).astype(update.dtype)
+      lr = decayed_learning_rate(rate, decay, state.count, compute_dtype(update.dtype))
+      wide = sum_dtype(lr.dtype, update.dtype)  # the casts of implicit promotion, written out
+      return (-lr.astype(wide) * update.astype(wide)).astype(update.dtype)
 
     updates = jax.tree.map(scale, updates)
     return updates, ScaleByDecayedLearningRateState(count=optax.safe_increment(state.count))

@@ -30,6 +30,7 @@ from adadelta_optax.core._config import (
   TrainingOptions,
   fields_of,
 )
+from adadelta_optax.core._dtypes import compute_dtype
 from adadelta_optax.core._flat_state import FlatAdadeltaState
 from adadelta_optax.core._keras_training import KerasTraining, MicroStepSchedule
 from adadelta_optax.core._learning_rate import (
@@ -296,7 +297,7 @@ class _AdadeltaTransform:
         _validation.check_fits_dtype(name, value, dtype, positive=True)
       for name, value in (("rho", c.rho), ("decay", c.decay), ("weight_decay", c.weight_decay)):
         _validation.check_fits_dtype(name, value, dtype)
-      rate_dtype = jnp.promote_types(dtype, jnp.float32)  # the learning rate: >= float32
+      rate_dtype = compute_dtype(dtype)  # the learning rate: >= float32
       _validation.check_fits_dtype("learning_rate", c.learning_rate, rate_dtype)
 
   def _fused(

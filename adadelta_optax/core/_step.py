@@ -34,6 +34,7 @@ import numpy as np
 
 from adadelta_optax.core import _clipping, _flat_state, _kernel, _rule
 from adadelta_optax.core._config import AdadeltaConfig
+from adadelta_optax.core._dtypes import compute_dtype, real_dtype, sum_dtype
 from adadelta_optax.core._learning_rate import decayed_learning_rate
 from adadelta_optax.core._weight_decay import is_disabled, resolve_mask
 
@@ -62,12 +63,6 @@ def hyper_vector(accum_dtype: Any, **values: Any) -> jax.Array:
   return jnp.stack([jnp.asarray(values[name], dtype) for name in HYPER_FIELDS])
 
 
-def compute_dtype(accum_dtype: Any) -> jnp.dtype:
-  """The dtype of a leaf's hyperparameter vector: its real dtype, at least float32."""
-  real = jnp.real(jnp.zeros((), accum_dtype)).dtype
-  return jnp.promote_types(real, jnp.float32)
-
-
 def leaf_step_jax(
   grad: jax.Array,
   param: jax.Array | None,
@@ -82,30 +77,43 @@ def leaf_step_jax(
   Hyperparameters act in the leaf's (real) dtype, as Python scalars do in the reference path;
   the learning rate multiplies in at least float32, as in ``scale_by_decayed_learning_rate``.
   """
-  real = jnp.real(jnp.zeros((), accum_grad.dtype)).dtype
+  real = real_dtype(accum_grad.dtype)
   h = {name: value.astype(real) for name, value in zip(HYPER_FIELDS, hyper, strict=True)}
   g = grad.astype(accum_grad.dtype)
+
+  def times(name: str, value: jax.Array) -> jax.Array:
+    # h[name] * value, cast to value's dtype (complex for a complex leaf) as implicit promotion
+    # would: written out, so the step runs under jax.numpy_dtype_promotion("strict").
+    product: jax.Array = h[name].astype(value.dtype) * value
+    return product
+
   if flags & CLIP_VALUE and not flags & NORM_FIRST:
     g = _clipping.clip_value(g, h["clipvalue"])
   if flags & SCALE:
-    g = g * h["grad_scale"]
+    g = times("grad_scale", g)
   if flags & CLIP_VALUE and flags & NORM_FIRST:
     g = _clipping.clip_value(g, h["clipvalue"])
   x = None if param is None else param.astype(accum_grad.dtype)
   if flags & COUPLED:
-    g = g + h["wd_coupled"] * x
+    assert x is not None  # weight decay needs the params (checked by the caller)
+    g = g + times("wd_coupled", x)
   update, new_accum_grad, new_accum_var = _rule.adadelta_step(
     g, accum_grad, accum_var, h["rho"], h["epsilon"], h["one_minus_rho"]
   )
   if flags & DECOUPLED:
-    update = update + h["wd_decoupled"] * x
-  step = (hyper[HYPER_FIELDS.index("neg_lr")] * update).astype(update.dtype)
+    assert x is not None
+    update = update + times("wd_decoupled", x)
+  # -lr (in the hyperparameters' dtype, at least float32) times the update, formed in the wider
+  # of the two and rounded back: the casts implicit promotion would make, written out (strict).
+  neg_lr = hyper[HYPER_FIELDS.index("neg_lr")]
+  wide = sum_dtype(neg_lr.dtype, update.dtype)
+  step = (neg_lr.astype(wide) * update.astype(wide)).astype(update.dtype)
   if apply:
     assert param is not None  # apply needs the params (checked by the caller)
     # Formed in the wider of the param's and the state's dtype, rounded once: a bfloat16 param
     # with a float32 state gains the state's precision, and a float32 param with a bfloat16
     # state keeps its own (forming it in bfloat16 would round the param itself every step).
-    wide = jnp.promote_types(param.dtype, update.dtype)
+    wide = sum_dtype(param.dtype, update.dtype)
     new_param = param.astype(wide) + step.astype(wide)
     return new_param.astype(param.dtype), new_accum_grad, new_accum_var
   return step.astype(grad.dtype), new_accum_grad, new_accum_var
