@@ -36,9 +36,9 @@ def test_elementwise_step_has_no_collective_and_equals_the_unsharded_step(report
 
   Each element goes through the same operations sharded or not, but XLA compiles the loop over a
   shard and the loop over the whole leaf separately, and its CPU code may vectorize them
-  differently (sqrt and division as an approximate rsqrt refined by Newton steps in one and not
-  the other): bitwise equal on jax 0.6.2, 0.10.2 and 0.12.1, 3.6 float32 ulps apart (relative
-  to the leaf's largest element) on jax 0.8.3. The bound is 8 ulps, and one bfloat16 ulp for
+  differently (XLA is free to, e.g., turn a / sqrt(b) into a * rsqrt(b) in one loop and not the
+  other): bitwise equal on jax 0.6.2, 0.10.2 and 0.12.1, 3.6 float32 ulps apart (relative to the
+  leaf's largest element) on jax 0.8.3. The bound is 8 ulps, and one bfloat16 ulp for
   bfloat16 leaves (computed in float32, then rounded: a few float32 ulps can round either way).
   """
   # The script already asserted that every state leaf carries its parameter's sharding (init
