@@ -86,7 +86,7 @@ def test_import_builds_nothing_of_the_opt_in():
 def _old_global_norm_scale(grads, c):
   """global_norm_scale as it was before the squared norms had their own module."""
   leaves = jax.tree.leaves(grads)
-  dtype = jnp.result_type(*[_clipping._real_dtype(leaf) for leaf in leaves])
+  dtype = jnp.result_type(*[jnp.real(jnp.zeros((), leaf.dtype)).dtype for leaf in leaves])
   squared = []
   for leaf in (_clipping._as_real_dtype(leaf, dtype) for leaf in leaves):
     if jnp.iscomplexobj(leaf):
