@@ -15,6 +15,9 @@ import optax
 
 import reference
 
+#: The installed jax as (major, minor): for tests of what XLA's code does, which differs by release.
+JAX_VERSION = tuple(int(part) for part in jax.__version__.split(".")[:2])
+
 
 def enable_x64(enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
   """``jax.enable_x64(enabled)``: a public context manager from jax 0.8 on; before it, the same

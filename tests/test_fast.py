@@ -20,6 +20,7 @@ from adadelta_optax.core import _kernel, _step
 
 import reference
 from helpers import (
+  JAX_VERSION,
   LEAF_MAX,
   OPTIONS,
   ULPS,
@@ -160,7 +161,7 @@ def _compiled_apply(tx, params):
 # temporaries on jax 0.6.2; 40.3 B/param on 0.8.3 and 0.9.2): there the bounds are
 # 28 + 4 * 4 + 0.5 B/param and one such temporary plus 5% (XLA's reduction buffers). A property
 # of XLA's code, not of this package (benchmarks/bench_step.py measures the time).
-_XLA_FUSES_THE_NORM = tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 10)
+_XLA_FUSES_THE_NORM = JAX_VERSION >= (0, 10)
 GLOBAL_NORM_LIMIT = 32 if _XLA_FUSES_THE_NORM else 44.5
 GLOBAL_NORM_TEMPORARY = 0.01 if _XLA_FUSES_THE_NORM else 1.05  # in float32 copies of the params
 

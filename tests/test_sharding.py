@@ -15,6 +15,8 @@ import pytest
 import adadelta_optax
 from adadelta_optax.core import _global_norm
 
+from helpers import JAX_VERSION
+
 SCRIPT = Path(__file__).parent / "scripts" / "sharded_run.py"
 
 
@@ -68,7 +70,7 @@ def _only_one_all_reduce(counts):
 # uneven, vmap): jax 0.6.2 merges nothing (6, 4, 10, 4 all-reduces); jax 0.8.3 and later merge
 # every equal group (2, 1, 5, 2). The merged counts are asserted where they were measured, the
 # bound and "all-reduces only" everywhere.
-XLA_MERGES_ALL_REDUCES = tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 8)
+XLA_MERGES_ALL_REDUCES = JAX_VERSION >= (0, 8)
 
 
 def _auto_all_reduces(counts, merged, unmerged):

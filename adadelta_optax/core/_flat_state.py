@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adadelta_optax.core import _validation
+from adadelta_optax.core._dtypes import real_dtype
 from adadelta_optax.core._flat import flatten_params
 from adadelta_optax.core._rule import accumulator_dtype
 from adadelta_optax.core._state import AdadeltaState
@@ -204,5 +205,5 @@ def _infer_state_dtype(state: FlatAdadeltaState, params: Any) -> Any:
   own = buffer_sizes(layout(params, None))
   if own == {name: int(np.size(b)) for name, b in state.accum_grad.items()}:
     return None
-  real = {np.real(np.zeros((), jnp.dtype(name))).dtype for name in state.accum_grad}
+  real = {real_dtype(name) for name in state.accum_grad}
   return real.pop() if len(real) == 1 else None
