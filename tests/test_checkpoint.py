@@ -182,7 +182,7 @@ def test_format_1_checkpoints_still_restore(tmp_path):
   from adadelta_optax.checkpoint import _checkpoint
 
   tree = _trained()
-  manifest = {**_checkpoint._describe(tree, hashes=True), "format": 1}
+  manifest = {**_checkpoint._describe(tree, hashes=True, what="tree"), "format": 1}
   ocp.Checkpointer(ocp.CompositeCheckpointHandler()).save(
     str(tmp_path / "old"),
     args=ocp.args.Composite(

@@ -8,9 +8,9 @@ import pytest
 import adadelta_optax
 
 
-def _setup(implementation, wrap=False):
+def _setup(implementation, wrap=False, layout="tree"):
   tx = adadelta_optax.adadelta(
-    learning_rate=0.5, global_clipnorm=1.0, implementation=implementation
+    learning_rate=0.5, global_clipnorm=1.0, implementation=implementation, state_layout=layout
   )
   if wrap:
     tx = adadelta_optax.skip_nonfinite(tx)
@@ -38,8 +38,10 @@ def _run(fn, params, state, x, steps=3):
 
 
 @pytest.mark.parametrize("wrap", [False, True])
-def test_fused_export_is_portable_and_round_trips(wrap):
-  train_step, params, state, x = _setup("fused", wrap)
+@pytest.mark.parametrize("layout", ["tree", "flat"])
+def test_fused_export_is_portable_and_round_trips(wrap, layout):
+  """The flat state's TreeSpec (static) is serialized with the exported function's trees."""
+  train_step, params, state, x = _setup("fused", wrap, layout)
   exported = jax.export.export(jax.jit(train_step), platforms=("cpu", "cuda", "tpu"))(
     params, state, x
   )
@@ -54,18 +56,24 @@ def test_fused_export_is_portable_and_round_trips(wrap):
 
 
 @pytest.mark.skipif(not adadelta_optax.kernel_available(), reason="CPU kernel not built")
-def test_kernel_export_needs_the_disabled_check_and_round_trips():
-  train_step, params, state, x = _setup("auto")
-  with pytest.raises(ValueError, match="adadelta_optax_tree_f32"):
+@pytest.mark.parametrize(
+  ("layout", "state_type"),
+  [("tree", adadelta_optax.AdadeltaState), ("flat", adadelta_optax.FlatAdadeltaState)],
+)
+def test_kernel_export_needs_the_disabled_check_and_round_trips(layout, state_type):
+  train_step, params, state, x = _setup("auto", layout=layout)
+  target = f"adadelta_optax_{layout}_f32"  # the targets docs/howto/scaling.md lists
+  with pytest.raises(ValueError, match=target):
     jax.export.export(jax.jit(train_step), platforms=("cpu", "cuda", "tpu"))(params, state, x)
   exported = jax.export.export(
     jax.jit(train_step),
     platforms=("cpu", "cuda", "tpu"),
-    disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("adadelta_optax_tree_f32")],
+    disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(target)],
   )(params, state, x)
   restored = jax.export.deserialize(exported.serialize())
   got = _run(restored.call, params, state, x)
   want = _run(jax.jit(train_step), params, state, x)
-  assert isinstance(got[1], adadelta_optax.AdadeltaState)
+  assert isinstance(got[1], state_type)
+  assert jax.tree.structure(got) == jax.tree.structure(want)
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
     assert np.asarray(a).tobytes() == np.asarray(b).tobytes()

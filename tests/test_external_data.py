@@ -264,6 +264,84 @@ def test_examples_that_once_passed(value):
     tx.set_weights(state, [np.int64(0), np.broadcast_to(np.asarray(value), (3,)), np.zeros(3)])
 
 
+# --- the flat state ------------------------------------------------------------------------------
+
+FLAT_ENTRIES = [
+  ("count",),
+  ("accum_grad",),
+  ("accum_var",),
+  ("spec",),
+  ("accum_grad", "float32"),
+  ("accum_var", "float64"),
+]
+# Not under jit: jax.jit converts its arguments before our code runs, and its own errors name the
+# path of what it cannot convert (``state.count``); test_flat_state.py checks jit with bad trees.
+FLAT_CALLS = ["update", "apply_gradients", "tree_state", "save and restore"]
+
+
+def _flat_stepped():
+  """A flat state after one step, over two accumulator dtypes (float32 and float64)."""
+  tx = adadelta_optax.adadelta(learning_rate=0.5, state_layout="flat")
+  params = {"a": jnp.ones(2, jnp.float32), "b": jnp.ones((3,), jnp.float64)}
+  _, state = tx.update(params, tx.init(params), params)
+  return tx, params, state
+
+
+def _replaced(state, entry, value):
+  if len(entry) == 1:
+    return state._replace(**{entry[0]: value})
+  return state._replace(**{entry[0]: {**getattr(state, entry[0]), entry[1]: value}})
+
+
+@SETTINGS
+@given(st.sampled_from(FLAT_ENTRIES), st.sampled_from(FLAT_CALLS), bad_values)
+def test_flat_state_entries(tmp_path_factory, entry, call, value):
+  """A flat state with one entry replaced, through every entry point that takes one: refused
+  naming the entry, or it means what a valid entry means (only an int32 count or a buffer of
+  the right dtype and length can); the state given is never changed."""
+  tx, params, state = _flat_stepped()
+  bad = _replaced(state, entry, value)
+  before = copy.deepcopy(jax.tree.map(np.asarray, bad))
+  name = "FlatAdadeltaState." + entry[0] + (f"[{entry[1]!r}]" if len(entry) > 1 else "")
+
+  def run():
+    if call == "tree_state":
+      return adadelta_optax.tree_state(bad, params)
+    if call == "save and restore":
+      path = tmp_path_factory.mktemp("ckpt") / "c"
+      adadelta_optax.checkpoint.save_checkpoint(path, state)
+      return adadelta_optax.checkpoint.restore_checkpoint(path, bad)
+    return getattr(tx, call)(params, bad, params)
+
+  try:
+    result, error = _raises_naming(run, name, "FlatAdadeltaState.", "checkpoint")
+  except adadelta_optax.checkpoint.CheckpointError:
+    return  # restore_checkpoint: the given tree is not the checkpoint's (named in its message)
+  assert _equal(jax.tree.map(np.asarray, bad), before)
+  if error is None:
+    if entry == ("count",):
+      assert np.result_type(value) == np.int32 and np.shape(value) == ()
+    else:
+      assert isinstance(value, np.ndarray) and value.dtype == np.dtype(entry[-1]), value
+
+
+@SETTINGS
+@given(st.sampled_from(["count", "accum_grad", "accum_var"]), bad_values)
+def test_flat_state_of_a_tree_state_with_a_bad_entry(field, value):
+  """flat_state: a tree state with its count or one accumulator leaf replaced."""
+  tx = adadelta_optax.adadelta(learning_rate=0.5)
+  params = {"a": jnp.ones(2), "b": jnp.ones((3,))}
+  _, state = tx.update(params, tx.init(params), params)
+  bad = state._replace(
+    **{field: value if field == "count" else {**getattr(state, field), "a": value}}
+  )
+  flat, error = _raises_naming(lambda: adadelta_optax.flat_state(bad), f"state.{field}")
+  if error is None:
+    back = adadelta_optax.tree_state(flat, bad.accum_grad)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(bad), strict=True):
+      np.testing.assert_array_equal(a, b)
+
+
 # --- checkpoints ----------------------------------------------------------------------------------
 
 MANIFEST_FIELDS = ["format", "treedef", "leaves", "path", "shape", "dtype", "sha256"]

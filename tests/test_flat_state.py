@@ -309,6 +309,104 @@ def test_tree_state_refuses_params_that_do_not_fit():
       adadelta_optax.tree_state(state, bad)
 
 
+def _two_layers():
+  return as_jax(
+    {
+      "dense": {"bias": np.ones(4, np.float32), "kernel": np.ones((3, 4), np.float32)},
+      "head": {"bias": np.ones(2, np.float32), "kernel": np.ones((4, 2), np.float32)},
+    }
+  )
+
+
+def _same_size_trees():
+  """Trees that fill the buffers of :func:`_two_layers` exactly, element for element and dtype
+  for dtype (the buffer sizes alone accept them), each with the first leaf that differs."""
+  p = _two_layers()
+  dense, head = p["dense"], p["head"]
+  ones = functools.partial(jnp.ones, dtype=jnp.float32)
+  return {
+    # torch's Linear weight is (out, in), Flax's Dense kernel (in, out).
+    "a kernel transposed": (
+      {**p, "dense": {**dense, "kernel": ones((4, 3))}},
+      r"tree\['dense'\]\['kernel'\] with shape \(4, 3\).*made for tree\['dense'\]\['kernel'\] "
+      r"with shape \(3, 4\)",
+    ),
+    # A layer renamed: the same shapes, but it sorts first now.
+    "a layer renamed": (
+      {"a_head": head, "dense": dense},
+      r"tree\['a_head'\]\['bias'\] with shape \(2,\).*made for tree\['dense'\]\['bias'\]",
+    ),
+    # Same shapes under new names: the shapes alone would fit.
+    "layers renamed, same shapes": (
+      {"dense": dense, "out": head},
+      r"tree\['out'\]\['bias'\].*made for tree\['head'\]\['bias'\]",
+    ),
+    # Two layers resized with the same total: 12 + 8 = 8 + 12.
+    "two layers resized": (
+      {
+        "dense": {"bias": ones(4), "kernel": ones((2, 4))},
+        "head": {"bias": ones(2), "kernel": ones((4, 3))},
+      },
+      r"tree\['dense'\]\['kernel'\] with shape \(2, 4\)",
+    ),
+    "one leaf more, one fewer": (
+      {
+        "dense": {"bias": ones(4), "kernel": ones((3, 4)), "scale": ones(2)},
+        "head": head | {"kernel": ones((3, 2))},
+      },
+      r"tree\['dense'\]\['scale'\]",
+    ),
+  }
+
+
+@pytest.mark.parametrize("case", sorted(_same_size_trees()))
+@pytest.mark.parametrize("implementation", ["auto", "fused"])
+def test_a_tree_of_the_same_size_is_refused_naming_the_leaf(case, implementation):
+  """Issue 22, item 1: the buffers hold as many elements of each dtype, so only the state's spec
+  can tell; every entry point refuses, eager and under jit, before anything is computed."""
+  params = _two_layers()
+  grads, message = _same_size_trees()[case]
+  shapes = [
+    {name: b.shape for name, b in adadelta_optax.flatten_params(tree)[0].items()}
+    for tree in (grads, params)
+  ]
+  assert shapes[0] == shapes[1], "the case must fill the same buffers"
+  tx = adadelta_optax.adadelta(state_layout="flat", implementation=implementation)
+  state = tx.init(params)
+  for method in ("update", "apply_gradients"):
+    for call in (getattr(tx, method), jax.jit(getattr(tx, method))):
+      with pytest.raises(ValueError, match="gradient tree does not fit") as error:
+        call(grads, state, params)
+      assert re.search(message, str(error.value)), str(error.value)
+  with pytest.raises(ValueError, match="params tree does not fit") as error:
+    adadelta_optax.tree_state(state, grads)
+  assert re.search(message, str(error.value)), str(error.value)
+  # The tree layout refuses the same input (docs/howto/behaviour.md promises both do).
+  tree_tx = adadelta_optax.adadelta(implementation=implementation)
+  with pytest.raises(ValueError):
+    tree_tx.update(grads, tree_tx.init(params), params)
+
+
+def test_spec_records_paths_shapes_and_accumulator_dtypes():
+  params = {"w": jnp.ones((2, 3), jnp.bfloat16), "b": [jnp.ones(3), jnp.ones((), jnp.complex64)]}
+  state = adadelta_optax.adadelta(state_layout="flat", state_dtype="float32").init(params)
+  spec = state.spec
+  assert spec.paths == ("['b'][0]", "['b'][1]", "['w']")
+  assert spec.shapes == ((3,), (), (2, 3))
+  assert spec.dtypes == ("float32", "complex64", "float32")
+  assert spec.layout() == [("float32", 0, 3), ("complex64", 0, 1), ("float32", 3, 6)]
+  # Static: no leaf of its own, the same object out of a jitted step, equal across processes.
+  assert jax.tree.leaves(spec) == []
+  tx = adadelta_optax.adadelta(state_layout="flat", state_dtype="float32")
+  _, after = jax.jit(tx.update)(params, state, params)
+  assert after.spec == spec
+  assert repr(spec).startswith("TreeSpec(3 leaves, sha256 ")
+  assert spec != adadelta_optax.flat_state(adadelta_optax.adadelta().init(params)).spec
+  # flat_state derives the spec from the tree state's accumulators: the same as init's.
+  tree_s = adadelta_optax.adadelta(state_dtype="float32").init(params)
+  assert adadelta_optax.flat_state(tree_s).spec == spec
+
+
 def test_keras_and_torch_state_tools_take_only_the_tree_layout():
   params = {"b": jnp.zeros(2), "w": jnp.zeros((3, 2))}
   tree_tx, flat_tx = both()
@@ -918,3 +1016,18 @@ def test_orbax_checkpoint_round_trip(tmp_path):
   after = jax.jit(tx.apply_gradients)(grads[2], restored["opt_state"], restored["params"])
   expected = jax.jit(tx.apply_gradients)(grads[2], state, params)
   assert_bitwise(after, expected, "the step after restoring")
+
+
+@pytest.mark.frameworks
+def test_a_checkpoint_of_another_tree_of_the_same_size_is_refused(tmp_path):
+  """A state-only checkpoint resumed into the optimizer of a tree that fills the same buffers
+  (a kernel transposed): the manifest records the spec, so restoring raises instead of pairing
+  one kernel's accumulators with the other's elements."""
+  params = _two_layers()
+  tx = adadelta_optax.adadelta(state_layout="flat")
+  adadelta_optax.checkpoint.save_checkpoint(tmp_path / "ckpt", tx.init(params))
+  other = {**params, "dense": {**params["dense"], "kernel": jnp.ones((4, 3), jnp.float32)}}
+  with pytest.raises(adadelta_optax.checkpoint.CheckpointError, match="TreeSpec"):
+    adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "ckpt", tx.init(other))
+  restored = adadelta_optax.checkpoint.restore_checkpoint(tmp_path / "ckpt", tx.init(params))
+  assert restored.spec == tx.init(params).spec

@@ -41,8 +41,15 @@ def _leaf_hash(leaf: Any) -> str | None:
   return digest.hexdigest()
 
 
-def _describe(tree: Any, *, hashes: bool) -> dict[str, Any]:
+def _describe(tree: Any, *, hashes: bool, what: str) -> dict[str, Any]:
   flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+  for path, leaf in flat:
+    if not isinstance(getattr(leaf, "dtype", None), np.dtype) or not hasattr(leaf, "shape"):
+      raise TypeError(
+        f"{what} leaf at {_validation.path_name(path)} must be an array (or, for the tree given "
+        f"to restore_checkpoint, a jax.ShapeDtypeStruct), got {leaf!r:.80} "
+        f"({type(leaf).__name__})."
+      )
   return {
     "format": FORMAT,
     "treedef": str(treedef),
@@ -125,7 +132,7 @@ def save_checkpoint(directory: str | os.PathLike[str], tree: Any) -> None:
     'AdadeltaState'
   """
   ocp, checkpointer = _checkpointer()
-  manifest = _describe(tree, hashes=True)
+  manifest = _describe(tree, hashes=True, what="save_checkpoint: tree")
   stored = _stored(tree)
   items = {"manifest": ocp.args.JsonSave(manifest)}
   if stored:
@@ -193,7 +200,7 @@ def restore_checkpoint(directory: str | os.PathLike[str], like: Any) -> Any:
       f"checkpoint {path} is corrupted or was not written by save_checkpoint: cannot read its "
       f"manifest ({type(error).__name__}: {error})."
     ) from error
-  expected = _describe(like, hashes=False)
+  expected = _describe(like, hashes=False, what="restore_checkpoint: like")
   if len(saved["leaves"]) != len(expected["leaves"]):
     mismatch: str | None = (
       f"{len(saved['leaves'])} saved leaves, expected {len(expected['leaves'])}"

@@ -22,7 +22,7 @@ Everything users need from here is re-exported by :mod:`adadelta_optax`.
 from adadelta_optax.core._clipping import clip_gradients
 from adadelta_optax.core._config import AdadeltaConfig, TrainingOptions, register_schedule
 from adadelta_optax.core._flat import flatten_params
-from adadelta_optax.core._flat_state import FlatAdadeltaState, flat_state, tree_state
+from adadelta_optax.core._flat_state import FlatAdadeltaState, TreeSpec, flat_state, tree_state
 from adadelta_optax.core._info import info
 from adadelta_optax.core._keras_training import KerasTrainingState
 from adadelta_optax.core._kernel import (
@@ -57,6 +57,7 @@ __all__ = [
   "ScaleByDecayedLearningRateState",
   "SkipNonfiniteState",
   "TrainingOptions",
+  "TreeSpec",
   "adadelta",
   "add_decayed_weights",
   "clip_gradients",

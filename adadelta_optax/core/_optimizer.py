@@ -214,8 +214,7 @@ class _AdadeltaTransform:
     if self.config.state_layout == "flat":
       jax.eval_shape(self.rule.init, params)  # the tree state's checks, allocating nothing
       (count,) = self.learning_rate.init(params)
-      accum_grad = _flat_state.zeros(params, self.state_dtype)
-      return FlatAdadeltaState(count, accum_grad, _flat_state.zeros(params, self.state_dtype))
+      return _flat_state.init(params, self.state_dtype, count)
     rule_state = self.rule.init(params)
     (count,) = self.learning_rate.init(params)
     return AdadeltaState(count, rule_state.accum_grad, rule_state.accum_var)
@@ -277,6 +276,7 @@ class _AdadeltaTransform:
     if isinstance(checked, FlatAdadeltaState):
       _flat_state.check_fits(checked, grads, self.state_dtype, "gradient")
     else:
+      _validation.check_count(checked.count, "state.count")
       _validation.check_same_tree(
         checked.accum_grad, grads, reference_name="optimizer state", other_name="gradient"
       )
@@ -323,7 +323,10 @@ class _AdadeltaTransform:
       use_kernel=self.path == "kernel" and jax.device_count() == 1,
       flat=isinstance(state, FlatAdadeltaState),
     )
-    return out, type(state)(optax.safe_increment(state.count), accum_grad, accum_var)
+    count = optax.safe_increment(state.count)
+    if isinstance(state, FlatAdadeltaState):
+      return out, FlatAdadeltaState(count, accum_grad, accum_var, state.spec)
+    return out, AdadeltaState(count, accum_grad, accum_var)
 
 
 def adadelta(

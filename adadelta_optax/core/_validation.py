@@ -153,6 +153,24 @@ def check_same_tree(reference: Any, other: Any, *, reference_name: str, other_na
       )
 
 
+def check_count(count: Any, what: str) -> None:
+  """A state's step count (``what``: e.g. ``"state.count"``): an int32 scalar (a JAX or NumPy
+  array, or ``np.int32``), as ``init`` makes it and optax's states keep it, from 0 to
+  2**31 - 1 where its value can be read."""
+  dtype = count.dtype if isinstance(count, (np.ndarray, np.integer, jax.Array)) else None
+  if dtype != np.dtype(np.int32) or np.shape(count) != ():
+    shown = (
+      f"{count!r:.80} ({type(count).__name__})"
+      if dtype is None
+      else f"dtype {dtype} and shape {np.shape(count)}"
+    )
+    raise TypeError(
+      f"{what} must be an int32 scalar as init makes it (jnp.asarray(n, jnp.int32)), got {shown}."
+    )
+  if not is_tracer(count) and int(count) < 0:
+    raise ValueError(f"{what} must be a step count from 0 to 2**31 - 1, got {int(count)}.")
+
+
 def check_mask(mask: Any) -> None:
   """``weight_decay_mask``: ``None``, a callable of the params, or a pytree of bools."""
   if mask is None or callable(mask):
