@@ -208,3 +208,125 @@ def test_schedules_match_tf_keras(name, kwargs):
   back = TF_SCHEDULES.deserialize(adadelta_optax.schedules.serialize(ours))
   unnamed = lambda config: {k: v for k, v in config.items() if k != "name"}  # noqa: E731
   assert unnamed(back.get_config()) == unnamed(theirs.get_config())  # tf.keras' default: None
+
+
+# --- float16 variables: tf-keras' own float16 tests, re-expressed --------------------------------
+
+# tf_keras/optimizers/legacy/adadelta_test.py, doTestBasic: float16 variables [1, 2] and [3, 4],
+# a constant gradient, 4 steps of rho=0.95 and epsilon=1e-8 (0 in float16), for each of these.
+F16_GRADS, F16_RATES, F16_STEPS, F16_RHO, F16_EPSILON = (
+  (0.2, 0.1, 0.01),
+  (1.0, 0.5, 0.1),
+  4,
+  0.95,
+  1e-8,
+)
+# Its float16 bound (tf.test.TestCase.assertAllCloseAccordingToType): |a - b| <= 1e-3 + 1e-3 |b|.
+F16_TF_RTOL = F16_TF_ATOL = 1e-3
+F16_INIT = np.array([1.0, 2.0, 3.0, 4.0])
+
+
+def _f16_formula(grad, lr, storage):
+  """The test's expected values in float64, from the float16 gradient: params and accumulators
+  after each step. With ``storage``, each is rounded to float16 after each step, as float16
+  variables must be: the exact rule for float16 storage (what a step computed in float32 and
+  rounded once can reach)."""
+  store = (lambda v: np.asarray(v, np.float16).astype(np.float64)) if storage else (lambda v: v)
+  g = float(np.float16(grad))
+  params, accum, accum_update = F16_INIT.copy(), 0.0, 0.0
+  for _ in range(F16_STEPS):
+    accum = store(accum * F16_RHO + g**2 * (1 - F16_RHO))
+    update = np.sqrt(accum_update + F16_EPSILON) / np.sqrt(accum + F16_EPSILON) * g
+    accum_update = store(accum_update * F16_RHO + update**2 * (1 - F16_RHO))
+    params = store(params - lr * update)
+  return params, accum, accum_update
+
+
+def _f16_tf(grad, lr, callable_params):
+  var0 = tf.Variable([1.0, 2.0], dtype=tf.half)
+  var1 = tf.Variable([3.0, 4.0], dtype=tf.half)
+  grads = tf.constant([grad, grad], dtype=tf.half)
+  if callable_params:
+    opt = tf_keras.optimizers.legacy.Adadelta(
+      learning_rate=lambda: lr, rho=lambda: F16_RHO, epsilon=F16_EPSILON
+    )
+  else:
+    opt = tf_keras.optimizers.legacy.Adadelta(learning_rate=lr, rho=F16_RHO, epsilon=F16_EPSILON)
+  for _ in range(F16_STEPS):
+    opt.apply_gradients(zip([grads, grads], [var0, var1], strict=True))
+  return np.concatenate([var0.numpy(), var1.numpy()]).astype(np.float64)
+
+
+def _f16_ours(grad, lr, callable_params):
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  if callable_params:
+    # Hyperparameters evaluated at every step: optax's inject_hyperparams. It stores them in the
+    # params' dtype unless told otherwise, and epsilon=1e-8 is 0 in float16 (refused, naming it).
+    tx = optax.inject_hyperparams(adadelta_optax.adadelta, hyperparam_dtype=jnp.float32)(
+      learning_rate=lambda count: lr, rho=lambda count: F16_RHO, epsilon=F16_EPSILON
+    )
+  else:
+    tx = adadelta_optax.adadelta(learning_rate=lr, rho=F16_RHO, epsilon=F16_EPSILON)
+  params = {
+    "var0": jnp.asarray([1.0, 2.0], jnp.float16),
+    "var1": jnp.asarray([3.0, 4.0], jnp.float16),
+  }
+  grads = {name: jnp.full(2, grad, jnp.float16) for name in params}
+  state = tx.init(params)
+  step = jax.jit(
+    lambda p, s: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(grads, s, p))
+  )
+  for _ in range(F16_STEPS):
+    params, state = step(params, state)
+  inner = state.inner_state if callable_params else state
+  assert params["var0"].dtype == jnp.float16 and inner.accum_grad["var0"].dtype == jnp.float16
+  values = np.concatenate([np.asarray(params["var0"]), np.asarray(params["var1"])])
+  accums = [
+    np.asarray(getattr(inner, f)["var0"][0], np.float64) for f in ("accum_grad", "accum_var")
+  ]
+  return values.astype(np.float64), accums
+
+
+@pytest.mark.parametrize(
+  "callable_params", [False, True], ids=["testResourceBasic[float16]", "testBasicCallableParams"]
+)
+def test_float16_variables_as_tf_keras_tests_them(callable_params):
+  """tf-keras' float16 Adadelta tests, on our optimizer and on real tf-keras side by side.
+
+  epsilon=1e-8 is 0 in float16. tf-keras computes the step in float16, so its update is
+  sqrt(0 + 0) / sqrt(A) * g = 0: its float16 variables never move, and its own test passes only
+  because its float16 bound (1e-3 + 1e-3 |b|) exceeds the 4 steps' movement. Ours computes in
+  float32 and rounds once (_dtypes.step_dtype), so:
+
+  - both pass tf-keras' float16 bound against the formula, and ours is within it of tf-keras;
+  - ours is within one float16 ulp of the exact rule for float16 storage (float64 arithmetic,
+    params and accumulators rounded to float16 after each step): float32 arithmetic can move a
+    value across one rounding boundary, never further;
+  - ours is never further from the float64 formula than tf-keras, and nearer where the steps
+    add up to more than half an ulp (lr=1: 0.72 ulp against tf-keras' 3.72 at 1.0).
+  """
+  nearer = 0
+  for grad in F16_GRADS:
+    for lr in F16_RATES:
+      ours, (accum, accum_update) = _f16_ours(grad, lr, callable_params)
+      theirs = _f16_tf(grad, lr, callable_params)
+      exact, exact_accum, exact_update = _f16_formula(grad, lr, storage=False)
+      stored, stored_accum, stored_update = _f16_formula(grad, lr, storage=True)
+      case = f"grad={grad}, lr={lr}"
+      for got in (ours, theirs):  # tf-keras' own assertion, on both
+        np.testing.assert_allclose(got, exact, rtol=F16_TF_RTOL, atol=F16_TF_ATOL, err_msg=case)
+      np.testing.assert_allclose(ours, theirs, rtol=F16_TF_RTOL, atol=F16_TF_ATOL, err_msg=case)
+      np.testing.assert_allclose(accum, exact_accum, rtol=F16_TF_RTOL, atol=F16_TF_ATOL)
+      np.testing.assert_allclose(accum_update, exact_update, rtol=F16_TF_RTOL, atol=F16_TF_ATOL)
+      ulp = np.spacing(np.abs(stored).astype(np.float16)).astype(np.float64)
+      assert np.all(np.abs(ours - stored) <= ulp), (case, ours, stored)
+      assert abs(accum - stored_accum) <= np.spacing(np.float16(stored_accum)), case
+      assert abs(accum_update - stored_update) <= np.spacing(np.float16(stored_update)), case
+      ours_error, tf_error = np.abs(ours - exact), np.abs(theirs - exact)
+      assert np.all(ours_error <= tf_error), (case, ours_error, tf_error)
+      nearer += int(np.any(ours_error < tf_error))
+      assert np.array_equal(theirs, F16_INIT), "tf-keras' float16 variables once moved"
+  assert nearer >= 3, "lr=1 moves ours at 1.0 for every gradient"

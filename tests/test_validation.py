@@ -204,8 +204,9 @@ def test_tracers_are_accepted_without_value_checks():
     (dict(global_clipnorm=1e39), jnp.float32, "global_clipnorm=1e+39 overflows float32"),
     (dict(decay=1e39), jnp.float32, "decay=1e+39 overflows float32"),
     (dict(weight_decay=1e39), jnp.float32, "weight_decay=1e+39 overflows float32"),
-    (dict(clipvalue=1e5), jnp.float16, "clipvalue=100000.0 overflows float16"),
-    (dict(epsilon=1e-8), jnp.float16, "epsilon=1e-08 is 0 in float16"),
+    # 16-bit params step in float32 (_dtypes.step_dtype): what float32 cannot hold is refused.
+    (dict(clipvalue=1e39), jnp.float16, "clipvalue=1e+39 overflows float32"),
+    (dict(epsilon=1e-50), jnp.bfloat16, "epsilon=1e-50 is 0 in float32"),
     (dict(epsilon=1e-50), jnp.float32, "epsilon=1e-50 is 0 in float32"),
     (dict(learning_rate=1e39), jnp.float32, "learning_rate=1e+39 overflows float32"),
   ],
@@ -226,3 +227,29 @@ def test_hyperparameters_that_do_not_fit_the_params_dtype(kwargs, dtype, fragmen
   wide = {k: v.astype(jnp.float64) for k, v in params.items()}
   updates, _ = tx.update(wide, tx.init(wide), wide)
   assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+
+
+@pytest.mark.parametrize("implementation", ["auto", "fused", "xla"])
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_a_16_bit_step_takes_an_epsilon_that_is_0_in_16_bits(implementation, dtype):
+  """Issue 22, item 6: epsilon=1e-8 (tf-keras' own float16 tests) is 0 in float16, and was
+  refused; the step now computes in float32, so it works, and a zero gradient moves nothing
+  (in 16 bits it gave 0 / 0 = NaN)."""
+  if dtype == jnp.float16:
+    require_float16()
+  tx = adadelta_optax.adadelta(epsilon=1e-8, implementation=implementation)
+  params = {"w": jnp.asarray([1.0, -2.0, 0.5], dtype)}
+  state = tx.init(params)
+  zero = {"w": jnp.zeros(3, dtype)}
+  for step in (tx.update, jax.jit(tx.update)):
+    updates, new_state = step(zero, state, params)
+    np.testing.assert_array_equal(np.asarray(updates["w"], np.float32), 0.0)
+    np.testing.assert_array_equal(np.asarray(new_state.accum_grad["w"], np.float32), 0.0)
+  # A gradient of 0.2: the update is sqrt(1e-8) / sqrt(0.05 * 0.04 + 1e-8) * 0.2 (float64),
+  # computed in float32 (a few float32 ulps from float64: sqrt, divide, multiplies) and rounded
+  # once to the param's dtype (half an ulp of it).
+  g = jnp.asarray(0.2, dtype)
+  updates, _ = jax.jit(tx.update)({"w": jnp.full(3, g)}, state, params)
+  exact = -1e-4 / np.sqrt(0.05 * float(g) ** 2 + 1e-8) * float(g)
+  bound = 0.5 * float(np.spacing(np.asarray(abs(exact), dtype))) + 4 * 2.0**-23 * abs(exact)
+  np.testing.assert_allclose(np.asarray(updates["w"], np.float64), exact, rtol=0, atol=bound)

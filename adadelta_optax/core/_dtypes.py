@@ -19,12 +19,25 @@ def real_dtype(dtype: Any) -> np.dtype:
   return real
 
 
+def step_dtype(dtype: Any) -> np.dtype:
+  """The dtype a leaf's step is computed in, for accumulators of ``dtype``: ``dtype`` itself
+  from 32 bits up (complex included), float32 below it (float16, bfloat16, float8).
+
+  A 16-bit step computed in 16 bits loses an ``epsilon`` of 1e-8 (0 in float16: a zero gradient
+  then gives 0/0) and rounds after every operation. Like torch's foreach and fused optimizers
+  for half-precision params (their ``opmath`` type), the step reads the 16-bit values, computes
+  in float32 in registers and rounds once on the way out: the accumulators to their dtype, the
+  params or the update to theirs. The same bytes move, so it costs no time.
+  """
+  d: np.dtype = np.dtype(dtype)
+  return d if jnp.finfo(real_dtype(d)).bits >= 32 else np.dtype("float32")
+
+
 def compute_dtype(dtype: Any) -> np.dtype:
-  """The real dtype of ``dtype``, at least float32: where the hyperparameters and the learning
-  rate act (tf.keras casts the learning rate to each variable's dtype; below float32 that loses
-  the schedule)."""
-  real = real_dtype(dtype)
-  return real if jnp.finfo(real).bits >= 32 else np.dtype("float32")
+  """The real dtype of :func:`step_dtype`: where the hyperparameters and the learning rate act,
+  at least float32 (tf.keras casts the learning rate to each variable's dtype; below float32
+  that loses the schedule)."""
+  return real_dtype(step_dtype(dtype))
 
 
 def sum_dtype(a: Any, b: Any) -> np.dtype:

@@ -30,7 +30,7 @@ from adadelta_optax.core._config import (
   TrainingOptions,
   fields_of,
 )
-from adadelta_optax.core._dtypes import compute_dtype
+from adadelta_optax.core._dtypes import compute_dtype, step_dtype
 from adadelta_optax.core._flat_state import FlatAdadeltaState
 from adadelta_optax.core._keras_training import KerasTraining, MicroStepSchedule
 from adadelta_optax.core._learning_rate import (
@@ -201,14 +201,15 @@ class _AdadeltaTransform:
     self.learning_rate = scale_by_decayed_learning_rate(c.learning_rate, c.decay)
 
   def _cast(self, tree: Any) -> Any:
-    if self.state_dtype is None or tree is None:
+    """Each leaf in the dtype its step is computed in (``step_dtype`` of its accumulators)."""
+    if tree is None:
       return tree
-    return jax.tree.map(
-      lambda x: jnp.asarray(x).astype(
-        _rule.accumulator_dtype(jnp.result_type(x), self.state_dtype)
-      ),
-      tree,
-    )
+
+    def cast(x: Any) -> Any:
+      dtype = step_dtype(_rule.accumulator_dtype(jnp.result_type(x), self.state_dtype))
+      return x if jnp.result_type(x) == dtype else jnp.asarray(x).astype(dtype)
+
+    return jax.tree.map(cast, tree)
 
   def init(self, params: optax.Params) -> AdadeltaState | FlatAdadeltaState:
     if self.config.state_layout == "flat":
@@ -231,8 +232,9 @@ class _AdadeltaTransform:
     if self.path != "xla":
       return self._fused(updates, state, params, apply=False)
     dtypes = jax.tree.map(jnp.result_type, updates)
-    # With state_dtype the whole step (clipping, decay, rule, learning rate) runs in it; the
-    # update is cast back to each gradient's dtype once, at the end.
+    # The whole step (clipping, decay, rule, learning rate) runs in each leaf's step dtype (the
+    # state_dtype where given, float32 for 16-bit leaves); the update is cast back to each
+    # gradient's dtype once, at the end.
     updates, params_c = self._cast(updates), self._cast(params)
     updates, _ = self.pre_rule.update(updates, self.pre_rule.init(None), params_c)
     updates, rule_state = self.rule.update(
@@ -286,8 +288,9 @@ class _AdadeltaTransform:
     """Each number must survive the cast to the dtype the step computes in (per leaf)."""
     c = self.config
     leaves = jax.tree.leaves(accum_grad)
-    # NumPy (with ml_dtypes) for the real dtype: no device array per leaf in every eager update.
-    for dtype in {np.zeros((), jnp.result_type(a)).real.dtype for a in leaves}:
+    # Where they act: the real dtype of the step (float32 for 16-bit accumulators, so an
+    # epsilon of 1e-8 works with float16).
+    for dtype in {compute_dtype(jnp.result_type(a)) for a in leaves}:
       for name, value in (
         ("epsilon", c.epsilon),
         ("clipnorm", c.clipnorm),
@@ -297,8 +300,7 @@ class _AdadeltaTransform:
         _validation.check_fits_dtype(name, value, dtype, positive=True)
       for name, value in (("rho", c.rho), ("decay", c.decay), ("weight_decay", c.weight_decay)):
         _validation.check_fits_dtype(name, value, dtype)
-      rate_dtype = compute_dtype(dtype)  # the learning rate: >= float32
-      _validation.check_fits_dtype("learning_rate", c.learning_rate, rate_dtype)
+      _validation.check_fits_dtype("learning_rate", c.learning_rate, dtype)
 
   def _fused(
     self,

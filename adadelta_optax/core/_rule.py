@@ -15,6 +15,7 @@ import numpy as np
 import optax
 
 from adadelta_optax.core import _validation
+from adadelta_optax.core._dtypes import step_dtype
 
 
 class ScaleByAdadeltaState(NamedTuple):
@@ -119,8 +120,10 @@ def scale_by_adadelta(
   Args:
     rho: decay rate of both moving averages, in ``[0, 1]``.
     epsilon: constant added inside both square roots, ``> 0`` (0 gives 0/0 on a zero gradient).
-    state_dtype: dtype of the accumulators (e.g. ``jnp.float32`` for bfloat16 params). The step is
-      computed in it and cast back to each update's dtype. ``None`` keeps each leaf's own dtype.
+    state_dtype: dtype of the accumulators (e.g. ``jnp.float32`` for bfloat16 params). ``None``
+      keeps each leaf's own dtype. The step is computed in the accumulators' dtype, in float32
+      where that has fewer than 32 bits (float16, bfloat16), and rounded once to each update's
+      dtype and to the accumulators'.
 
   Returns:
     An :class:`optax.GradientTransformation` whose state is a :class:`ScaleByAdadeltaState`.
@@ -168,10 +171,17 @@ def scale_by_adadelta(
     )
 
     def step(grad: jax.Array, accum_grad: jax.Array, accum_var: jax.Array) -> tuple[Any, ...]:
-      update, accum_grad, accum_var = adadelta_step(
-        grad.astype(accum_grad.dtype), accum_grad, accum_var, rho, epsilon
+      # In the accumulators' dtype, float32 for 16-bit and 8-bit ones (_dtypes.step_dtype),
+      # each result rounded once to its own dtype.
+      w = step_dtype(accum_grad.dtype)
+      update, new_accum_grad, new_accum_var = adadelta_step(
+        grad.astype(w), accum_grad.astype(w), accum_var.astype(w), rho, epsilon
       )
-      return update.astype(grad.dtype), accum_grad, accum_var
+      return (
+        update.astype(grad.dtype),
+        new_accum_grad.astype(accum_grad.dtype),
+        new_accum_var.astype(accum_var.dtype),
+      )
 
     treedef: Any = jax.tree.structure(updates)  # a PyTreeDef (opaque to type checkers)
     results = [

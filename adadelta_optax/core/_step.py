@@ -34,7 +34,7 @@ import numpy as np
 
 from adadelta_optax.core import _clipping, _flat_state, _kernel, _rule
 from adadelta_optax.core._config import AdadeltaConfig
-from adadelta_optax.core._dtypes import compute_dtype, real_dtype, sum_dtype
+from adadelta_optax.core._dtypes import compute_dtype, real_dtype, step_dtype, sum_dtype
 from adadelta_optax.core._learning_rate import decayed_learning_rate
 from adadelta_optax.core._weight_decay import is_disabled, resolve_mask
 
@@ -74,12 +74,15 @@ def leaf_step_jax(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """The fused step in plain JAX: the reference path's functions, applied to one leaf.
 
-  Hyperparameters act in the leaf's (real) dtype, as Python scalars do in the reference path;
-  the learning rate multiplies in at least float32, as in ``scale_by_decayed_learning_rate``.
+  The step is computed in :func:`~adadelta_optax.core._dtypes.step_dtype` of the accumulators
+  (their dtype, float32 for 16-bit and 8-bit ones), the hyperparameters in its real dtype, as
+  Python scalars act in the reference path; the accumulators are rounded once to their dtype,
+  the new params (or the update) once to theirs.
   """
-  real = real_dtype(accum_grad.dtype)
+  w = step_dtype(accum_grad.dtype)
+  real = real_dtype(w)
   h = {name: value.astype(real) for name, value in zip(HYPER_FIELDS, hyper, strict=True)}
-  g = grad.astype(accum_grad.dtype)
+  g = grad.astype(w)
 
   def times(name: str, value: jax.Array) -> jax.Array:
     # h[name] * value, cast to value's dtype (complex for a complex leaf) as implicit promotion
@@ -93,13 +96,15 @@ def leaf_step_jax(
     g = times("grad_scale", g)
   if flags & CLIP_VALUE and flags & NORM_FIRST:
     g = _clipping.clip_value(g, h["clipvalue"])
-  x = None if param is None else param.astype(accum_grad.dtype)
+  x = None if param is None else param.astype(w)
   if flags & COUPLED:
     assert x is not None  # weight decay needs the params (checked by the caller)
     g = g + times("wd_coupled", x)
   update, new_accum_grad, new_accum_var = _rule.adadelta_step(
-    g, accum_grad, accum_var, h["rho"], h["epsilon"], h["one_minus_rho"]
+    g, accum_grad.astype(w), accum_var.astype(w), h["rho"], h["epsilon"], h["one_minus_rho"]
   )
+  new_accum_grad = new_accum_grad.astype(accum_grad.dtype)
+  new_accum_var = new_accum_var.astype(accum_var.dtype)
   if flags & DECOUPLED:
     assert x is not None
     update = update + times("wd_decoupled", x)
@@ -110,9 +115,9 @@ def leaf_step_jax(
   step = (neg_lr.astype(wide) * update.astype(wide)).astype(update.dtype)
   if apply:
     assert param is not None  # apply needs the params (checked by the caller)
-    # Formed in the wider of the param's and the state's dtype, rounded once: a bfloat16 param
-    # with a float32 state gains the state's precision, and a float32 param with a bfloat16
-    # state keeps its own (forming it in bfloat16 would round the param itself every step).
+    # Formed in the wider of the param's and the step's dtype, rounded once: a bfloat16 param
+    # gains the float32 step's precision, and a float64 param with a float32 state keeps its
+    # own (forming it in float32 would round the param itself every step).
     wide = sum_dtype(param.dtype, update.dtype)
     new_param = param.astype(wide) + step.astype(wide)
     return new_param.astype(param.dtype), new_accum_grad, new_accum_var
@@ -192,7 +197,7 @@ def _leaf_step_traced(
   :func:`leaf_step_jax`."""
   if flags & NORM_CLIP:
     c = hyper[HYPER_FIELDS.index("clipnorm")]
-    clipped = grad.astype(accum_grad.dtype)
+    clipped = grad.astype(step_dtype(accum_grad.dtype))
     if flags & CLIP_VALUE and not flags & NORM_FIRST:
       clipped = _clipping.clip_value(clipped, hyper[HYPER_FIELDS.index("clipvalue")])
     norm = _clipping.leaf_norm(clipped).astype(hyper.dtype)
@@ -283,11 +288,9 @@ def tree_step(
   sign = -1.0 if c.maximize else 1.0
   global_scale: Any = 1.0
   if global_clipnorm is not None:
-    # Norms of the value-clipped gradient in the accumulator dtype (tf.keras order and casts).
-    clipped = [
-      g.astype(a) if clipvalue is None else _clipping.clip_value(g.astype(a), clipvalue)
-      for g, a in zip(g_leaves, a_dtypes, strict=True)
-    ]
+    # Norms of the value-clipped gradient in the step's dtype (tf.keras order).
+    steps = [g.astype(step_dtype(a)) for g, a in zip(g_leaves, a_dtypes, strict=True)]
+    clipped = steps if clipvalue is None else [_clipping.clip_value(g, clipvalue) for g in steps]
     global_scale = _clipping.global_norm_scale(clipped, global_clipnorm)
   wd = c.weight_decay
   selected = (
