@@ -49,6 +49,8 @@ STYLES = ("apply_gradients", "update+apply_updates", "grads made in the step")
 OPTIONS: dict[str, dict[str, Any]] = {
   "defaults": {},
   "clipnorm + weight decay": {"clipnorm": 1.0, "weight_decay": 1e-4},
+  # 16-bit params: the fused JAX path (the kernel takes float32 and float64), stepped in float32.
+  "bfloat16 params": {"dtype": "bfloat16"},
 }
 
 
@@ -66,8 +68,10 @@ def worker() -> None:
   steps: dict[str, Any] = {}
 
   def build(tree: str, style: str, options: str) -> Any:
-    tx = adadelta_optax.adadelta(1.0, 0.95, 1e-7, **OPTIONS[options])
-    params = {f"p{i:04d}": jnp.full(s, 0.5, jnp.float32) for i, s in enumerate(TREES[tree])}
+    kwargs = dict(OPTIONS[options])
+    dtype = kwargs.pop("dtype", "float32")
+    tx = adadelta_optax.adadelta(1.0, 0.95, 1e-7, **kwargs)
+    params = {f"p{i:04d}": jnp.full(s, 0.5, dtype) for i, s in enumerate(TREES[tree])}
     grads = jax.tree.map(lambda x: jnp.full_like(x, 0.1), params)
     if style == "apply_gradients":
 
@@ -81,7 +85,7 @@ def worker() -> None:
         return optax.apply_updates(p, updates), s
 
     else:
-      grads = jnp.float32(0.2)
+      grads = jnp.asarray(0.2, dtype)
 
       def step(p, s, scale):
         updates, s = tx.update(jax.tree.map(lambda x: x * scale, p), s, p)
@@ -167,6 +171,7 @@ def main() -> None:
   parser.add_argument("--reps", type=int, default=5, help="steps per round and worker")
   parser.add_argument("--quick", action="store_true", help="the 1M leaf only")
   parser.add_argument("--tree", action="append", choices=list(TREES), help="only these trees")
+  parser.add_argument("--option", action="append", choices=list(OPTIONS), help="only these")
   parser.add_argument("--out", type=Path, default=Path("runs/bench_versions.md"))
   args = parser.parse_args()
   if args.worker:
@@ -181,7 +186,7 @@ def main() -> None:
   after = Worker(args.after.resolve(), args.after_env)
   print(f"before: {before.file} {args.before_env}\nafter:  {after.file} {args.after_env}")
   trees = ["1M leaf"] if args.quick else (args.tree or list(TREES))
-  cases = [f"{t}|{s}|{o}" for t in trees for s in STYLES for o in OPTIONS]
+  cases = [f"{t}|{s}|{o}" for t in trees for s in STYLES for o in args.option or list(OPTIONS)]
   rows = [
     "| case | before ms | after ms | after / before (median of rounds) |",
     "|---|---|---|---|",

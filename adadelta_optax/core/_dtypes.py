@@ -24,8 +24,8 @@ def step_dtype(dtype: Any) -> np.dtype:
   from 32 bits up (complex included), float32 below it (float16, bfloat16, float8).
 
   A 16-bit step computed in 16 bits loses an ``epsilon`` of 1e-8 (0 in float16: a zero gradient
-  then gives 0/0) and rounds after every operation. Like torch's foreach and fused optimizers
-  for half-precision params (their ``opmath`` type), the step reads the 16-bit values, computes
+  then gives 0/0) and rounds after every operation. Like torch's fused optimizers for
+  half-precision params (their ``opmath`` type), the step reads the 16-bit values, computes
   in float32 in registers and rounds once on the way out: the accumulators to their dtype, the
   params or the update to theirs. The same bytes move, so it costs no time.
   """

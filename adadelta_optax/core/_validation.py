@@ -195,9 +195,9 @@ def check_bool(name: str, value: Any) -> bool:
 def check_fits_dtype(name: str, value: Any, dtype: Any, *, positive: bool = False) -> None:
   """``value`` must stay finite (and, if ``positive``, non-zero) when cast to ``dtype``.
 
-  The step computes with the hyperparameters in each leaf's dtype: ``epsilon=3.5e38`` or
-  ``clipnorm=1e39`` become inf in float32 and turn the params into NaN; ``epsilon=1e-8``
-  becomes 0 in float16 (``1e-50`` in float32) and a zero gradient gives ``0 / 0``. Tracers and
+  The step computes with the hyperparameters in each leaf's step dtype (at least float32):
+  ``epsilon=3.5e38`` or ``clipnorm=1e39`` become inf in float32 and turn the params into NaN;
+  ``epsilon=1e-50`` becomes 0 in float32 and a zero gradient gives ``0 / 0``. Tracers and
   ``None`` are not checked.
   """
   number = None if value is None or callable(value) else _concrete_float(name, value)
