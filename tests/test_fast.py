@@ -437,7 +437,8 @@ def test_float8_params_with_a_wider_state_apply_as_they_update(implementation, d
 )
 def test_a_narrower_state_dtype_never_rounds_the_params(implementation, param_dtype, state_dtype):
   """float32 params with a bfloat16 state: the step is computed in float32 (_dtypes.step_dtype)
-  and the accumulators stored in bfloat16, but the params keep float32 precision (1.001 once became 1.0 and 3.1415927 3.140625 in one tiny step)."""
+  and the accumulators stored in bfloat16, but the params keep float32 precision (1.001 once
+  became 1.0 and 3.1415927 3.140625 in one tiny step)."""
   params = {"w": jnp.asarray([1.001, 3.1415927, -2.7182817], param_dtype)}
   grads = {"w": jnp.asarray([1e-3, -1e-3, 2e-3], param_dtype)}
   tx = adadelta_optax.adadelta(

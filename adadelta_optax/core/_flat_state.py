@@ -114,7 +114,7 @@ class TreeSpec:
     if not isinstance(other, TreeSpec):
       return NotImplemented
     return (self._hash, self.paths, self.shapes, self.dtypes) == (
-      other._hash,
+      hash(other),
       other.paths,
       other.shapes,
       other.dtypes,
