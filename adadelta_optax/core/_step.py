@@ -26,7 +26,7 @@ once more).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -207,26 +207,46 @@ def _leaf_step_traced(
   return leaf_step_jax(grad, param, accum_grad, accum_var, hyper, flags, apply)
 
 
+class Group(NamedTuple):
+  """One call of the step: leaves that share an accumulator dtype (at most
+  :data:`MAX_LEAVES_PER_CALL`), with everything the kernel or the fused JAX step needs besides
+  the arrays.
+
+  Attributes:
+    dtype: the accumulator dtype.
+    indices: the leaves, as positions in ``jax.tree.leaves`` order.
+    flags: per leaf, the option bits (``CLIP_VALUE``, ``SCALE``, ...).
+    hyper: the hyperparameter vector (:data:`HYPER_FIELDS`, in :func:`compute_dtype`).
+    offset: in the flat layout, where the first leaf starts in the dtype's buffer; else ``None``.
+    needs_params: whether the step reads the params (``apply`` or weight decay).
+  """
+
+  dtype: np.dtype
+  indices: tuple[int, ...]
+  flags: np.ndarray
+  hyper: jax.Array
+  offset: int | None
+  needs_params: bool
+
+
 def group_step(
+  group: Group,
   grads: list[jax.Array],
   params: list[jax.Array] | None,
   accum_grads: Any,
   accum_vars: Any,
-  hyper: jax.Array,
-  flags: np.ndarray,
   apply: bool,
   use_kernel: bool,
-  offset: int | None = None,
 ) -> tuple[list[jax.Array], Any, Any]:
-  """A group of leaves sharing an accumulator dtype: ``(outs, accum_grads, accum_vars)``.
+  """The leaves of one :class:`Group`: ``(outs, accum_grads, accum_vars)``.
 
   With ``use_kernel`` and a float32/float64 group whose gradients and params have that dtype too,
   CPU runs the C++ kernel (one call for the group) and every other platform :func:`group_jax`,
-  chosen at lowering time by :func:`jax.lax.platform_dependent`. With ``offset`` (the flat
-  layout) the accumulators are the dtype's two buffers, of which the group's leaves hold the
-  elements from ``offset`` on (:func:`group_jax_flat`).
+  chosen at lowering time by :func:`jax.lax.platform_dependent`. In the flat layout
+  (``group.offset`` set) the accumulators are the dtype's two buffers, of which the group's
+  leaves hold the elements from ``offset`` on (:func:`group_jax_flat`).
   """
-  dtype = accum_grads[0].dtype if offset is None else accum_grads.dtype
+  dtype, flags, offset = group.dtype, group.flags, group.offset
   takes = (
     use_kernel
     and dtype in _kernel.KERNEL_DTYPES
@@ -239,14 +259,101 @@ def group_step(
     else functools.partial(group_jax_flat, flags=flags, apply=apply, offset=offset)
   )
   if not takes:
-    return jax_fn(grads, params, accum_grads, accum_vars, hyper)
+    return jax_fn(grads, params, accum_grads, accum_vars, group.hyper)
   kernel_fn = functools.partial(
     _kernel.group_kernel, flags=flags, apply=apply, jax_fn=jax_fn, offset=offset
   )
   outs, new_accum_grads, new_accum_vars = jax.lax.platform_dependent(
-    grads, params, accum_grads, accum_vars, hyper, cpu=kernel_fn, default=jax_fn
+    grads, params, accum_grads, accum_vars, group.hyper, cpu=kernel_fn, default=jax_fn
   )
   return outs, new_accum_grads, new_accum_vars
+
+
+def _base_flags(config: AdadeltaConfig) -> int:
+  """The option bits every leaf shares (weight decay is per leaf: its mask)."""
+  c = config
+  flags = CLIP_VALUE if c.clipvalue is not None else 0
+  if c.global_clipnorm is not None or c.maximize:
+    flags |= SCALE
+  if c.clipnorm is not None:
+    flags |= NORM_CLIP | (NORM_FIRST if c.clip_order == "norm_then_value" else 0)
+  return flags
+
+
+def _global_scale(config: AdadeltaConfig, grads: list[jax.Array], dtypes: list[Any]) -> Any:
+  """``global_clipnorm``'s scale over the whole tree (1.0 without it): the norms of the
+  value-clipped gradients in each step's dtype (tf.keras order)."""
+  c = config
+  if c.global_clipnorm is None:
+    return 1.0
+  steps = [g.astype(step_dtype(a)) for g, a in zip(grads, dtypes, strict=True)]
+  if c.clipvalue is not None:
+    steps = [_clipping.clip_value(g, c.clipvalue) for g in steps]
+  return _clipping.global_norm_scale(steps, c.global_clipnorm)
+
+
+def _decayed(config: AdadeltaConfig, treedef: Any, n: int, params: Any) -> list[bool]:
+  """Per leaf, whether weight decay applies to it (its ``weight_decay_mask``)."""
+  if is_disabled(config.weight_decay):
+    return [False] * n
+  selected: list[bool] = treedef.flatten_up_to(resolve_mask(config.weight_decay_mask, params))
+  return selected
+
+
+def plan(
+  config: AdadeltaConfig,
+  grads: list[jax.Array],
+  dtypes: list[Any],
+  count: jax.Array,
+  params: Any,
+  *,
+  treedef: Any,
+  apply: bool,
+  offsets: list[int] | None = None,
+) -> list[Group]:
+  """The step of a tree as :class:`Group` s: what concerns the whole tree (the learning rate at
+  ``count``, the global clipping scale, the weight-decay mask) computed once, then the leaves
+  (``grads``, with accumulator ``dtypes``) grouped by accumulator dtype in calls of at most
+  :data:`MAX_LEAVES_PER_CALL`. ``offsets``: each leaf's offset in its dtype's flat buffer."""
+  c = config
+  global_scale = _global_scale(c, grads, dtypes)
+  selected = _decayed(c, treedef, len(grads), params)
+  base_flags = _base_flags(c)
+  decay_flag = DECOUPLED if c.decoupled_weight_decay else COUPLED
+  wd = c.weight_decay if any(selected) else 0.0
+  rate = c.learning_rate(count) if callable(c.learning_rate) else c.learning_rate
+  by_dtype: dict[Any, list[int]] = {}
+  for i, a in enumerate(dtypes):
+    by_dtype.setdefault(a, []).append(i)
+  groups = []
+  for accum_dtype, all_indices in by_dtype.items():
+    dtype = compute_dtype(accum_dtype)
+    hyper = hyper_vector(
+      accum_dtype,
+      rho=c.rho,
+      one_minus_rho=1 - c.rho,  # a Python float stays Python, as in the reference path
+      epsilon=c.epsilon,
+      neg_lr=-decayed_learning_rate(rate, c.decay, count, dtype),
+      grad_scale=(-1.0 if c.maximize else 1.0) * jnp.asarray(global_scale, dtype),
+      clipvalue=0.0 if c.clipvalue is None else c.clipvalue,
+      clipnorm=1.0 if c.clipnorm is None else c.clipnorm,
+      wd_coupled=0.0 if c.decoupled_weight_decay else wd,
+      wd_decoupled=wd if c.decoupled_weight_decay else 0.0,
+    )
+    for start in range(0, len(all_indices), MAX_LEAVES_PER_CALL):
+      indices = tuple(all_indices[start : start + MAX_LEAVES_PER_CALL])
+      flags = np.array([base_flags | (decay_flag if selected[i] else 0) for i in indices], np.int32)
+      groups.append(
+        Group(
+          np.dtype(accum_dtype),
+          indices,
+          flags,
+          hyper,
+          None if offsets is None else offsets[indices[0]],
+          apply or bool(np.any(flags & (COUPLED | DECOUPLED))),
+        )
+      )
+  return groups
 
 
 def tree_step(
@@ -263,111 +370,59 @@ def tree_step(
 ) -> tuple[Any, Any, Any]:
   """The fused step over a whole tree: ``(new params or updates, new accum_grad, new accum_var)``.
 
-  Tree-wide quantities (the learning rate at ``count``, the global clipping scale, weight-decay
-  masks) are computed first with the reference path's functions; then the leaves are grouped by
-  accumulator dtype and each group takes one :func:`group_step`. ``grads`` and ``params`` are
-  already checked; ``params`` is given wherever weight decay or ``apply`` needs it.
+  :func:`plan` turns the tree into groups of leaves; each group takes one :func:`group_step`.
+  ``grads`` and ``params`` are already checked; ``params`` is given wherever weight decay or
+  ``apply`` needs it.
 
   The accumulators are trees like ``grads``, or (the flat layout,
   :class:`~adadelta_optax.FlatAdadeltaState`) with ``flat`` dicts from dtype name to one buffer
   holding that dtype's leaves in order; they come back in the layout they came in.
   """
-  c = config
   treedef: Any = jax.tree.structure(grads if flat else accum_grad)  # a PyTreeDef (opaque)
   g_leaves = treedef.flatten_up_to(grads)
   p_leaves = None if params is None else treedef.flatten_up_to(params)
   if flat:
-    places = _flat_state.layout(grads, c.state_dtype)
-    a_dtypes = [jnp.dtype(name) for name, _, _ in places]
-    a_leaves = d_leaves = None
+    places = _flat_state.layout(grads, config.state_dtype)
+    dtypes: list[Any] = [jnp.dtype(name) for name, _, _ in places]
+    offsets: list[int] | None = [offset for _, offset, _ in places]
+    a_leaves, d_leaves = dict(accum_grad), dict(accum_var)
   else:
     a_leaves = treedef.flatten_up_to(accum_grad)
     d_leaves = treedef.flatten_up_to(accum_var)
-    a_dtypes = [a.dtype for a in a_leaves]
-  clipvalue, clipnorm, global_clipnorm = c.clipvalue, c.clipnorm, c.global_clipnorm
-  sign = -1.0 if c.maximize else 1.0
-  global_scale: Any = 1.0
-  if global_clipnorm is not None:
-    # Norms of the value-clipped gradient in the step's dtype (tf.keras order).
-    steps = [g.astype(step_dtype(a)) for g, a in zip(g_leaves, a_dtypes, strict=True)]
-    clipped = steps if clipvalue is None else [_clipping.clip_value(g, clipvalue) for g in steps]
-    global_scale = _clipping.global_norm_scale(clipped, global_clipnorm)
-  wd = c.weight_decay
-  selected = (
-    [False] * len(g_leaves)
-    if is_disabled(wd)
-    else treedef.flatten_up_to(resolve_mask(c.weight_decay_mask, params))
+    dtypes, offsets = [a.dtype for a in a_leaves], None
+  groups = plan(
+    config, g_leaves, dtypes, count, params, treedef=treedef, apply=apply, offsets=offsets
   )
-  base_flags = (CLIP_VALUE if clipvalue is not None else 0) | (
-    SCALE if global_clipnorm is not None or c.maximize else 0
-  )
-  if clipnorm is not None:
-    base_flags |= NORM_CLIP | (NORM_FIRST if c.clip_order == "norm_then_value" else 0)
-  rate = c.learning_rate
-  rate = rate(count) if callable(rate) else rate
-  one_minus_rho = 1 - c.rho  # a Python float stays Python, as in the reference path
-
-  groups: dict[Any, list[int]] = {}
-  for i, a in enumerate(a_dtypes):
-    groups.setdefault(a, []).append(i)
-  groups = {
-    (dtype, start): indices[start : start + MAX_LEAVES_PER_CALL]
-    for dtype, indices in groups.items()
-    for start in range(0, len(indices), MAX_LEAVES_PER_CALL)
-  }
   outs: list[Any] = [None] * len(g_leaves)
-  new_a: list[Any] = [None] * len(g_leaves)
-  new_d: list[Any] = [None] * len(g_leaves)
-  buffers_a, buffers_d = (dict(accum_grad), dict(accum_var)) if flat else ({}, {})
-  decay_flag = DECOUPLED if c.decoupled_weight_decay else COUPLED
-  for (accum_dtype, _), indices in groups.items():
-    dtype = compute_dtype(accum_dtype)
-    flags = np.array([base_flags | (decay_flag if selected[i] else 0) for i in indices], np.int32)
-    lr = decayed_learning_rate(rate, c.decay, count, dtype)
-    hyper = hyper_vector(
-      accum_dtype,
-      rho=c.rho,
-      one_minus_rho=one_minus_rho,
-      epsilon=c.epsilon,
-      neg_lr=-lr,
-      grad_scale=sign * jnp.asarray(global_scale, dtype),
-      clipvalue=0.0 if clipvalue is None else clipvalue,
-      clipnorm=1.0 if clipnorm is None else clipnorm,
-      wd_coupled=wd if not c.decoupled_weight_decay and any(selected) else 0.0,
-      wd_decoupled=wd if c.decoupled_weight_decay and any(selected) else 0.0,
-    )
-    needs_params = apply or any(flags & (COUPLED | DECOUPLED))
-    g_group = [g_leaves[i] for i in indices]
-    p_group = [p_leaves[i] for i in indices] if needs_params and p_leaves is not None else None
-    if flat:
-      name = accum_dtype.name
-      outs_group, buffers_a[name], buffers_d[name] = group_step(
-        g_group,
+  for group in groups:
+    ids = group.indices
+    p_group = [p_leaves[i] for i in ids] if group.needs_params and p_leaves is not None else None
+    if flat:  # the dtype's two buffers, in and out whole
+      name = group.dtype.name
+      step = group_step(
+        group,
+        [g_leaves[i] for i in ids],
         p_group,
-        buffers_a[name],
-        buffers_d[name],
-        hyper,
-        flags,
+        a_leaves[name],
+        d_leaves[name],
         apply,
         use_kernel,
-        offset=places[indices[0]][1],
       )
-      for k, i in enumerate(indices):
-        outs[i] = outs_group[k]
-      continue
-    assert a_leaves is not None and d_leaves is not None
-    result = group_step(
-      g_group,
-      p_group,
-      [a_leaves[i] for i in indices],
-      [d_leaves[i] for i in indices],
-      hyper,
-      flags,
-      apply,
-      use_kernel,
-    )
-    for k, i in enumerate(indices):
-      outs[i], new_a[i], new_d[i] = result[0][k], result[1][k], result[2][k]
+      a_leaves[name], d_leaves[name] = step[1], step[2]
+    else:  # the group's own accumulators
+      step = group_step(
+        group,
+        [g_leaves[i] for i in ids],
+        p_group,
+        [a_leaves[i] for i in ids],
+        [d_leaves[i] for i in ids],
+        apply,
+        use_kernel,
+      )
+      for k, i in enumerate(ids):
+        a_leaves[i], d_leaves[i] = step[1][k], step[2][k]
+    for k, i in enumerate(ids):
+      outs[i] = step[0][k]
   if flat:
-    return treedef.unflatten(outs), buffers_a, buffers_d
-  return treedef.unflatten(outs), treedef.unflatten(new_a), treedef.unflatten(new_d)
+    return treedef.unflatten(outs), a_leaves, d_leaves
+  return treedef.unflatten(outs), treedef.unflatten(a_leaves), treedef.unflatten(d_leaves)
