@@ -243,3 +243,73 @@ def test_same_bits_on_one_thread(tmp_path):
       with np.load(tmp_path / f"{k}{int(apply)}.npz") as one_thread:
         for j, v in enumerate(v for part in got for v in part):
           np.testing.assert_array_equal(v, one_thread[f"arr_{j}"], err_msg=f"{dtype} {apply} {j}")
+
+
+# --- The calling convention is checked before any handler is registered ----------------------
+
+
+@pytest.mark.skipif(not _kernel.kernel_available(), reason="CPU kernel not built")
+def test_the_kernel_reports_the_packages_flags_and_slots():
+  """The C++ enums (AdadeltaLayout) equal the Python flags and HYPER_FIELDS, which the fused JAX
+  step uses too: the two sides cannot drift without the kernel being refused."""
+  import ctypes
+
+  library = ctypes.CDLL(str(_kernel.kernel_file()))
+  assert _kernel.built_layout(library) == _kernel.LAYOUT
+  assert _kernel.LAYOUT == (1, 2, 4, 8, 32, 64, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+  assert _kernel.layout_mismatch(_kernel.LAYOUT) is None
+  for wrong in (None, (2, 1, *_kernel.LAYOUT[2:]), _kernel.LAYOUT[:-1]):
+    assert "rebuild it" in _kernel.layout_mismatch(wrong)
+
+
+DRIFTED = """
+import runpy, sys
+from pathlib import Path
+from adadelta_optax.core import _kernel
+_kernel.kernel_file = lambda: Path(sys.argv[1])
+print(_kernel._load())
+"""
+
+
+@pytest.mark.skipif(not _kernel.kernel_available(), reason="CPU kernel not built")
+def test_a_kernel_built_with_other_slots_is_refused(tmp_path):
+  """The kernel's source with two hyperparameter slots swapped (rho and 1 - rho), compiled with
+  setup.py's flags: the package refuses to register it, naming the layouts and the rebuild."""
+  import runpy
+  import shutil
+
+  import jax
+
+  compiler = os.environ.get("CXX", "c++")
+  if shutil.which(compiler) is None:
+    pytest.skip(f"no C++ compiler ({compiler!r})")
+  root = Path(__file__).resolve().parent.parent
+  source = (root / "adadelta_optax" / "_kernel" / "adadelta_cpu.cc").read_text()
+  swapped = source.replace("  kRho,\n  kOneMinusRho,\n", "  kOneMinusRho,\n  kRho,\n", 1)
+  assert swapped != source, "the enum Hyper moved: update this test"
+  (tmp_path / "drifted.cc").write_text(swapped)
+  setup = runpy.run_path(str(root / "setup.py"), run_name="drift")  # setup() runs as __main__
+  subprocess.run(
+    [
+      compiler,
+      *setup["COMPILE_ARGS"],
+      "-fPIC",
+      "-shared",
+      f"-I{jax.ffi.include_dir()}",
+      str(tmp_path / "drifted.cc"),
+      *setup["LINK_ARGS"],
+      "-o",
+      str(tmp_path / "drifted.so"),
+    ],
+    check=True,
+    timeout=600,
+  )
+  done = subprocess.run(
+    [sys.executable, "-c", DRIFTED, str(tmp_path / "drifted.so")],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "flags and hyperparameter slots (1, 2, 4, 8, 32, 64, 1, 0, 2," in done.stdout
+  assert "rebuild it" in done.stdout

@@ -5,7 +5,8 @@
 // 28 bytes per float32 parameter, the memory-traffic floor (one more read of the gradient for a
 // leaf with per-leaf norm clipping, whose norm is needed first). All leaves go through a single
 // call, so a tree of thousands of leaves costs one dispatch. The arithmetic is that of
-// adadelta_optax._core.adadelta_step with the options of adadelta() folded in:
+// adadelta_optax/core/_rule.py's adadelta_step with the options of adadelta() folded in, in the
+// order of adadelta_optax/core/_step.py's leaf_step_jax:
 //
 //   g <- clip(g, -clipvalue, clipvalue)            (flag kClipValue)
 //   g <- g * scale   (flag kScale: sign flip, global norm clipping; with kNormClip also the
@@ -65,7 +66,9 @@ enum Flags : int32_t {
 // The flags a caller may give a leaf.
 constexpr int32_t kLeafFlags = kClipValue | kScale | kCoupled | kDecoupled | kNormClip | kNormFirst;
 
-// Layout of the hyperparameter vector, shared with adadelta_optax/_fast.py.
+// Layout of the hyperparameter vector. The flags above and these slots are the Python side's
+// (adadelta_optax/core/_kernel.py: CLIP_VALUE, ..., HYPER_FIELDS); AdadeltaLayout below reports
+// them, and the Python side registers no handler unless they match.
 enum Hyper {
   kRho,
   kOneMinusRho,
@@ -570,11 +573,27 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdadeltaFlatF64, FlatImpl<ffi::F64>,
 // The XLA FFI API version of the headers this library was compiled against (the version every
 // handler above reports when it is registered). XLA refuses a handler newer than the running
 // jaxlib's API and, once that check has failed, cannot start its CPU backend at all, so the Python
-// side (adadelta_optax/_fast.py) reads this first and registers nothing when jaxlib is too old.
+// side (adadelta_optax/core/_kernel.py) reads this first and registers nothing when jaxlib is too
+// old.
 extern "C" __attribute__((visibility("default"))) void AdadeltaFfiApiVersion(int32_t* major,
                                                                             int32_t* minor) {
   *major = XLA_FFI_API_MAJOR;
   *minor = XLA_FFI_API_MINOR;
+}
+
+// The calling convention this library was compiled with, for adadelta_optax/core/_kernel.py to
+// compare with its own before registering any handler: the leaf flags kClipValue, kScale,
+// kCoupled, kDecoupled, kNormClip, kNormFirst, then the slots of rho, 1 - rho, epsilon, -lr, the
+// gradient scale, clipvalue, clipnorm and the coupled and decoupled weight decay, then kNumHyper.
+// Writes at most n values to out and returns how many there are.
+extern "C" __attribute__((visibility("default"))) int32_t AdadeltaLayout(int32_t* out, int32_t n) {
+  const int32_t layout[] = {kClipValue, kScale,      kCoupled, kDecoupled, kNormClip,
+                            kNormFirst, kRho,        kOneMinusRho, kEps,   kNegLr,
+                            kGradScale, kClip,       kClipNorm, kWdCoupled, kWdDecoupled,
+                            kNumHyper};
+  constexpr int32_t size = sizeof(layout) / sizeof(layout[0]);
+  for (int32_t i = 0; i < n && i < size; ++i) out[i] = layout[i];
+  return size;
 }
 
 #endif  // ADADELTA_CPU_NO_HANDLERS

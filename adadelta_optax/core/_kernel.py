@@ -32,6 +32,26 @@ from adadelta_optax.core._weight_decay import is_disabled
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 KERNEL_DTYPES = (jnp.dtype("float32"), jnp.dtype("float64"))
+
+# The calling convention of the step, shared by the fused JAX step (core/_step.py) and the C++
+# kernel, which reports its own (AdadeltaLayout): no handler is registered unless they match.
+# Per-leaf option bits. NORM_FIRST (with NORM_CLIP): tf.keras 1.x order, the leaf's norm over the
+# raw gradient and the value clip after. (16 is the kernel's own apply bit.)
+CLIP_VALUE, SCALE, COUPLED, DECOUPLED, NORM_CLIP, NORM_FIRST = 1, 2, 4, 8, 32, 64
+LEAF_FLAGS = (CLIP_VALUE, SCALE, COUPLED, DECOUPLED, NORM_CLIP, NORM_FIRST)
+# The hyperparameter vector's slots, in order.
+HYPER_FIELDS = (
+  "rho",
+  "one_minus_rho",
+  "epsilon",
+  "neg_lr",
+  "grad_scale",
+  "clipvalue",
+  "clipnorm",
+  "wd_coupled",
+  "wd_decoupled",
+)
+LAYOUT = (*LEAF_FLAGS, *range(len(HYPER_FIELDS)), len(HYPER_FIELDS))
 _SYMBOLS = {
   "adadelta_optax_tree_f32": "AdadeltaTreeF32",
   "adadelta_optax_tree_f64": "AdadeltaTreeF64",
@@ -144,6 +164,32 @@ def ffi_api_mismatch(
   )
 
 
+def built_layout(library: ctypes.CDLL) -> tuple[int, ...] | None:
+  """The flags and hyperparameter slots the kernel ``library`` was compiled with, in
+  :data:`LAYOUT` 's order (None: a build too old to say)."""
+  try:
+    layout_of = library.AdadeltaLayout
+  except AttributeError:
+    return None
+  layout_of.argtypes = [ctypes.POINTER(ctypes.c_int32), ctypes.c_int32]
+  layout_of.restype = ctypes.c_int32
+  size = layout_of(None, 0)
+  values = (ctypes.c_int32 * size)()
+  layout_of(values, size)
+  return tuple(values)
+
+
+def layout_mismatch(built: tuple[int, ...] | None) -> str | None:
+  """Why a kernel compiled with the calling convention ``built`` must not run (None: it fits)."""
+  if built == LAYOUT:
+    return None
+  return (
+    f"the compiled kernel's flags and hyperparameter slots {built} are not the package's "
+    f"{LAYOUT} (flags {', '.join(map(str, LEAF_FLAGS))}; slots {', '.join(HYPER_FIELDS)}): it "
+    f"was built from other sources; rebuild it: {rebuild_command()}"
+  )
+
+
 @functools.cache
 def _load() -> str | None:
   """Registers the kernel's FFI targets for CPU; the reason it is unavailable, or None."""
@@ -155,7 +201,9 @@ def _load() -> str | None:
     )
   try:
     library = ctypes.CDLL(str(path))
-    mismatch = ffi_api_mismatch(built_ffi_api(library), running_ffi_api(), _jaxlib_version())
+    mismatch = ffi_api_mismatch(
+      built_ffi_api(library), running_ffi_api(), _jaxlib_version()
+    ) or layout_mismatch(built_layout(library))
     if mismatch is not None:
       return mismatch
     for target, symbol in _SYMBOLS.items():
@@ -227,7 +275,7 @@ def kernel_call(
 ) -> tuple[list[jax.Array], Any, Any]:
   """All leaves of one dtype through one call of the C++ kernel, updated in place.
 
-  ``hyper_rows`` has shape ``(segments, fields)`` (the fields of ``_step.HYPER_FIELDS``): each
+  ``hyper_rows`` has shape ``(segments, fields)`` (the fields of :data:`HYPER_FIELDS`): each
   leaf is cut into ``segments`` equal runs of elements, run ``s`` stepped with row ``s`` (one row
   for a plain step; one per batch element under :func:`jax.vmap`, see
   :func:`_batched_kernel_call`).

@@ -35,23 +35,18 @@ import numpy as np
 from adadelta_optax.core import _clipping, _flat_state, _kernel, _rule
 from adadelta_optax.core._config import AdadeltaConfig
 from adadelta_optax.core._dtypes import compute_dtype, real_dtype, step_dtype, sum_dtype
+from adadelta_optax.core._kernel import (
+  CLIP_VALUE,
+  COUPLED,
+  DECOUPLED,
+  HYPER_FIELDS,
+  NORM_CLIP,
+  NORM_FIRST,
+  SCALE,
+)
 from adadelta_optax.core._learning_rate import decayed_learning_rate
 from adadelta_optax.core._weight_decay import is_disabled, resolve_mask
 
-# Bit flags and hyperparameter layout shared with _kernel/adadelta_cpu.cc. NORM_FIRST (with
-# NORM_CLIP): tf.keras 1.x order, the leaf's norm over the raw gradient and the value clip after.
-CLIP_VALUE, SCALE, COUPLED, DECOUPLED, NORM_CLIP, NORM_FIRST = 1, 2, 4, 8, 32, 64
-HYPER_FIELDS = (
-  "rho",
-  "one_minus_rho",
-  "epsilon",
-  "neg_lr",
-  "grad_scale",
-  "clipvalue",
-  "clipnorm",
-  "wd_coupled",
-  "wd_decoupled",
-)
 # XLA's compile time grows faster than linearly in the operands of one instruction (alias and
 # copy analysis), so a group of leaves is split into calls of at most this many leaves.
 MAX_LEAVES_PER_CALL = 32
