@@ -36,7 +36,7 @@ SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
   "tests/test_examples.py": (("frameworks", "examples"), ("matplotlib", "tqdm", "sklearn")),
   "tests/test_export.py": ((), ("flatbuffers",)),
   "tests/test_external_data.py": (("frameworks",), ("hypothesis", "orbax.checkpoint")),
-  "tests/test_fast.py::test_fused_implementation_exports_for_cpu_and_runs": ((), ("flatbuffers",)),
+  "tests/test_step.py::test_fused_implementation_exports_for_cpu_and_runs": ((), ("flatbuffers",)),
   "tests/test_flat.py::test_nnx_flat_params_example": (("frameworks", "examples"), ("flax",)),
   "tests/test_flat_state.py::test_flax_nnx_optimizer": (("frameworks",), ("flax",)),
   "tests/test_flat_state.py::test_orbax_checkpoint_round_trip": (

@@ -280,7 +280,7 @@ def builds(tmp_path_factory) -> dict[str, Path]:
 @heavy
 @pytest.mark.xdist_group("install")
 def test_sdist_runs_its_tests(builds, tmp_path):
-  """The sdist holds the tests and their helpers: `pytest tests/test_core.py` passes in it."""
+  """The sdist holds the tests and their helpers: `pytest tests/test_rule.py` passes in it."""
   with tarfile.open(builds["sdist"]) as archive:
     archive.extractall(tmp_path, filter="data")
   (source,) = tmp_path.iterdir()
@@ -292,7 +292,7 @@ def test_sdist_runs_its_tests(builds, tmp_path):
   assert (source / "adadelta_optax" / "py.typed").is_file()
   assert not list(source.rglob("*.so"))
   _run(
-    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_core.py"], source
+    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_rule.py"], source
   )
 
 

@@ -5,7 +5,7 @@ version), registers its targets for CPU, and calls it on groups of leaves, with 
 :func:`jax.vmap` rule (the kernel serves the whole batch) and derivatives taken from the same
 step in plain JAX. What the kernel computes is defined in :mod:`adadelta_optax.core._step`; the
 kernel implements that arithmetic for float32 and float64 leaves, tested bit for bit or to a
-stated ulp bound (``tests/test_kernel_flags.py``, ``tests/test_fast.py``).
+stated ulp bound (``tests/test_kernel_flags.py``, ``tests/test_step.py``).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def test_kernel_is_built_here():
 def test_other_paths_match_reference(name, dtype, rtol, implementation):
   """The fused-JAX and the reference-chain paths also follow the NumPy reference (jitted).
 
-  (The default kernel path is covered eagerly and jitted by test_alias.py.)
+  (The default kernel path is covered eagerly and jitted by test_adadelta.py.)
   """
   kwargs, overrides = OPTIONS[name]
   rng = np.random.default_rng(zlib.crc32(name.encode()) + 7)
