@@ -32,6 +32,7 @@ import numpy as np
 
 from adadelta_optax import schedules
 from adadelta_optax.core import _validation
+from adadelta_optax.core._config import AdadeltaConfig, TrainingOptions
 from adadelta_optax.core._optimizer import Adadelta, adadelta, with_keras_training
 from adadelta_optax.core._weight_decay import MaskOrFn
 
@@ -385,6 +386,30 @@ def to_keras_config(tx: Adadelta, *, version: Version) -> dict[str, Any]:
   if version not in KEYS:
     raise ValueError(f"version must be 1, 2 or 3, got {version!r}.")
   c, t = tx.config, tx.training_options
+  _refuse_foreign_options(c, version)
+  number = _numbers(c)
+  if version in (1, 2):
+    _refuse_for_v1_v2(c, t, number, version)
+  lr = _schedule_config(c.learning_rate, version)
+  if version == 1:
+    return _v1_config(number, lr)
+  if version == 3:
+    return _v3_config(c, t, number, lr)
+  config: dict[str, Any] = {"name": "Adadelta"}
+  for key in ("clipnorm", "clipvalue", "global_clipnorm"):
+    if number[key] is not None:
+      config[key] = number[key]
+  return {
+    **config,
+    "learning_rate": lr,
+    "decay": number["decay"],
+    "rho": number["rho"],
+    "epsilon": number["epsilon"],
+  }
+
+
+def _refuse_foreign_options(c: AdadeltaConfig, version: Version) -> None:
+  """Options no Keras has."""
   for key, value, off in (
     ("maximize", c.maximize, False),
     ("state_dtype", c.state_dtype, None),
@@ -396,6 +421,10 @@ def to_keras_config(tx: Adadelta, *, version: Version) -> dict[str, Any]:
     _refuse(
       "sparse_rows", True, version, "TensorFlow picks its sparse kernel from the gradient type"
     )
+
+
+def _numbers(c: AdadeltaConfig) -> dict[str, float | None]:
+  """The config's numbers as Python floats (``None`` where unset)."""
   number = {
     key: None if value is None else _float(key, value)
     for key, value in (
@@ -408,47 +437,51 @@ def to_keras_config(tx: Adadelta, *, version: Version) -> dict[str, Any]:
     )
   }
   number["weight_decay"] = _float("weight_decay", c.weight_decay)
-  training = {
+  return number
+
+
+def _training(t: TrainingOptions) -> dict[str, Any]:
+  return {
     "loss_scale_factor": t.loss_scale_factor,
     "gradient_accumulation_steps": t.gradient_accumulation_steps,
     "use_ema": t.use_ema,
   }
-  if version in (1, 2):
-    for key, value in training.items():
-      if value:
-        _refuse(key, value, version, "only Keras 3 has it")
-    if number["weight_decay"]:
-      _refuse("weight_decay", c.weight_decay, version, "tf.keras 1.x/2.x have no weight decay")
-    both_clips = c.clipnorm is not None and c.clipvalue is not None
-    wanted = "norm_then_value" if version == 1 else "value_then_norm"
-    if both_clips and c.clip_order != wanted:
-      _refuse("clip_order", c.clip_order, version, f"with both clips it applies {wanted}")
-  lr = _schedule_config(c.learning_rate, version)
-  if version == 1:
-    if number["global_clipnorm"] is not None:
-      _refuse("global_clipnorm", number["global_clipnorm"], 1, "tf.keras 1.x has no global clip")
-    config: dict[str, Any] = {
-      k: number[k] for k in ("clipnorm", "clipvalue") if number[k] is not None
-    }
-    return {
-      **config,
-      "lr": lr,
-      "rho": number["rho"],
-      "decay": number["decay"],
-      "epsilon": number["epsilon"],
-    }
-  if version == 2:
-    config = {"name": "Adadelta"}
-    for key in ("clipnorm", "clipvalue", "global_clipnorm"):
-      if number[key] is not None:
-        config[key] = number[key]
-    return {
-      **config,
-      "learning_rate": lr,
-      "decay": number["decay"],
-      "rho": number["rho"],
-      "epsilon": number["epsilon"],
-    }
+
+
+def _refuse_for_v1_v2(
+  c: AdadeltaConfig, t: TrainingOptions, number: dict[str, float | None], version: Version
+) -> None:
+  """What tf.keras 1.x and 2.x cannot hold: Keras 3's training options, weight decay, the other
+  clip order."""
+  for key, value in _training(t).items():
+    if value:
+      _refuse(key, value, version, "only Keras 3 has it")
+  if number["weight_decay"]:
+    _refuse("weight_decay", c.weight_decay, version, "tf.keras 1.x/2.x have no weight decay")
+  both_clips = c.clipnorm is not None and c.clipvalue is not None
+  wanted = "norm_then_value" if version == 1 else "value_then_norm"
+  if both_clips and c.clip_order != wanted:
+    _refuse("clip_order", c.clip_order, version, f"with both clips it applies {wanted}")
+
+
+def _v1_config(number: dict[str, float | None], lr: Any) -> dict[str, Any]:
+  if number["global_clipnorm"] is not None:
+    _refuse("global_clipnorm", number["global_clipnorm"], 1, "tf.keras 1.x has no global clip")
+  config: dict[str, Any] = {
+    k: number[k] for k in ("clipnorm", "clipvalue") if number[k] is not None
+  }
+  return {
+    **config,
+    "lr": lr,
+    "rho": number["rho"],
+    "decay": number["decay"],
+    "epsilon": number["epsilon"],
+  }
+
+
+def _v3_config(
+  c: AdadeltaConfig, t: TrainingOptions, number: dict[str, float | None], lr: Any
+) -> dict[str, Any]:
   if number["decay"]:
     _refuse("decay", number["decay"], 3, "Keras 3 has no legacy decay (use a schedule)")
   if number["weight_decay"] and not c.decoupled_weight_decay:
@@ -456,6 +489,7 @@ def to_keras_config(tx: Adadelta, *, version: Version) -> dict[str, Any]:
   clips = [k for k in ("clipnorm", "global_clipnorm", "clipvalue") if number[k] is not None]
   if len(clips) > 1:
     _refuse(clips[1], number[clips[1]], 3, f"Keras 3 allows one clip option, {clips[0]} is set")
+  training = _training(t)
   return {
     "name": "adadelta",
     "learning_rate": lr,
