@@ -46,6 +46,7 @@ SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
   "tests/test_hostile.py": (("frameworks",), ("hypothesis",)),
   "tests/test_install.py": (("install",), ("build",)),
   "tests/test_install_env.py": (("install",), ()),
+  "tests/test_layout.py::test_no_function_is_above_complexity_20": (("frameworks",), ("radon",)),
   "tests/test_integration.py": (("frameworks",), ("flax", "sklearn")),
   "tests/test_interop_keras.py": (("frameworks",), ("keras",)),
   "tests/test_interop_tf.py": (("frameworks",), ("tensorflow", "tf_keras")),

@@ -114,3 +114,20 @@ def test_importing_the_package_loads_no_framework():
   )
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_no_function_is_above_complexity_20():
+  """Cyclomatic complexity (radon, as optax's worst stay at or below 10): no function of the
+  package above 20, so that each can be held in one's head; the step's own far below."""
+  from radon.complexity import cc_visit
+
+  package = Path(adadelta_optax.__file__).parent
+  scores = {
+    f"{path.relative_to(package)}:{block.name}": block.complexity
+    for path in sorted(package.rglob("*.py"))
+    for block in cc_visit(path.read_text())
+  }
+  assert len(scores) > 200, len(scores)  # the scan saw the package
+  assert {name: c for name, c in scores.items() if c > 20} == {}
+  step = {name: c for name, c in scores.items() if name.startswith("core/_step.py")}
+  assert step and max(step.values()) <= 16, step  # plan() is the most branched

@@ -376,48 +376,49 @@ def tree_step(
   treedef: Any = jax.tree.structure(grads if flat else accum_grad)  # a PyTreeDef (opaque)
   g_leaves = treedef.flatten_up_to(grads)
   p_leaves = None if params is None else treedef.flatten_up_to(params)
-  if flat:
-    places = _flat_state.layout(grads, config.state_dtype)
-    dtypes: list[Any] = [jnp.dtype(name) for name, _, _ in places]
-    offsets: list[int] | None = [offset for _, offset, _ in places]
-    a_leaves, d_leaves = dict(accum_grad), dict(accum_var)
-  else:
-    a_leaves = treedef.flatten_up_to(accum_grad)
-    d_leaves = treedef.flatten_up_to(accum_var)
-    dtypes, offsets = [a.dtype for a in a_leaves], None
+  a_leaves, d_leaves, dtypes, offsets = _accumulators(
+    config, treedef, grads, accum_grad, accum_var, flat
+  )
   groups = plan(
     config, g_leaves, dtypes, count, params, treedef=treedef, apply=apply, offsets=offsets
   )
   outs: list[Any] = [None] * len(g_leaves)
   for group in groups:
     ids = group.indices
+    g_group = [g_leaves[i] for i in ids]
     p_group = [p_leaves[i] for i in ids] if group.needs_params and p_leaves is not None else None
     if flat:  # the dtype's two buffers, in and out whole
       name = group.dtype.name
-      step = group_step(
-        group,
-        [g_leaves[i] for i in ids],
-        p_group,
-        a_leaves[name],
-        d_leaves[name],
-        apply,
-        use_kernel,
+      out, a_leaves[name], d_leaves[name] = group_step(
+        group, g_group, p_group, a_leaves[name], d_leaves[name], apply, use_kernel
       )
-      a_leaves[name], d_leaves[name] = step[1], step[2]
     else:  # the group's own accumulators
-      step = group_step(
-        group,
-        [g_leaves[i] for i in ids],
-        p_group,
-        [a_leaves[i] for i in ids],
-        [d_leaves[i] for i in ids],
-        apply,
-        use_kernel,
+      a_group, d_group = [a_leaves[i] for i in ids], [d_leaves[i] for i in ids]
+      out, a_group, d_group = group_step(
+        group, g_group, p_group, a_group, d_group, apply, use_kernel
       )
-      for k, i in enumerate(ids):
-        a_leaves[i], d_leaves[i] = step[1][k], step[2][k]
-    for k, i in enumerate(ids):
-      outs[i] = step[0][k]
+      _scatter(a_leaves, ids, a_group)
+      _scatter(d_leaves, ids, d_group)
+    _scatter(outs, ids, out)
   if flat:
     return treedef.unflatten(outs), a_leaves, d_leaves
   return treedef.unflatten(outs), treedef.unflatten(a_leaves), treedef.unflatten(d_leaves)
+
+
+def _accumulators(
+  config: AdadeltaConfig, treedef: Any, grads: Any, accum_grad: Any, accum_var: Any, flat: bool
+) -> tuple[Any, Any, list[Any], list[int] | None]:
+  """The accumulators as :func:`tree_step` indexes them (per leaf; flat: per dtype name), each
+  leaf's accumulator dtype, and (flat) each leaf's offset in its dtype's buffer."""
+  if flat:
+    places = _flat_state.layout(grads, config.state_dtype)
+    dtypes = [jnp.dtype(name) for name, _, _ in places]
+    return dict(accum_grad), dict(accum_var), dtypes, [offset for _, offset, _ in places]
+  a_leaves = treedef.flatten_up_to(accum_grad)
+  return a_leaves, treedef.flatten_up_to(accum_var), [a.dtype for a in a_leaves], None
+
+
+def _scatter(leaves: list[Any], indices: tuple[int, ...], values: list[Any]) -> None:
+  """``leaves[indices[k]] = values[k]`` for each ``k``."""
+  for i, value in zip(indices, values, strict=True):
+    leaves[i] = value

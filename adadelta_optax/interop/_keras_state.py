@@ -104,6 +104,22 @@ def _value_and_name(entry: Any) -> tuple[Any, str | None]:
   return entry, name
 
 
+def _check_learning_rate(where: str, value: Any, tx: Adadelta) -> None:
+  """Exactly ``tx``'s learning rate: Keras keeps it in a floatx variable, so a float32 Keras
+  trains with 0.9's float32 rounding, and so must ``tx`` (``from_keras_config`` rounds to floatx).
+  Our own export holds the learning rate rounded to floatx: compared in the value's dtype."""
+  got = _weights.as_numpy(where, value)
+  if got.shape != () or not jnp.issubdtype(got.dtype, jnp.floating):
+    raise ValueError(f"{where}: expected a floating scalar, got {got!r} (dtype {got.dtype}).")
+  lr = float(tx.config.learning_rate)
+  if float(got) != float(np.asarray(lr).astype(got.dtype)):
+    raise ValueError(
+      f"{where}: is {got!r}, but the optimizer's learning_rate is {lr!r}; build the "
+      "optimizer with the learning rate the Keras optimizer had (from_keras_config(config, "
+      "floatx=keras.config.floatx()) does)."
+    )
+
+
 def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> Any:
   """A copy of ``state`` holding Keras 3 optimizer variables (checked before anything changes).
 
@@ -156,19 +172,7 @@ def set_keras3_variables(tx: Adadelta, state: Any, variables: Sequence[Any]) -> 
       like = training.iteration if training is not None else inner.count
       iteration = _weights.checked(where, value, like, accumulator=False)
     elif slot == "learning_rate":
-      # Exactly tx's learning rate: Keras keeps it in a floatx variable, so a float32 Keras
-      # trains with 0.9's float32 rounding, and so must tx (from_keras_config rounds to floatx).
-      # Our own export holds the learning rate rounded to floatx: compare in the value's dtype.
-      got = _weights.as_numpy(where, value)
-      if got.shape != () or not jnp.issubdtype(got.dtype, jnp.floating):
-        raise ValueError(f"{where}: expected a floating scalar, got {got!r} (dtype {got.dtype}).")
-      lr = float(tx.config.learning_rate)
-      if float(got) != float(np.asarray(lr).astype(got.dtype)):
-        raise ValueError(
-          f"{where}: is {got!r}, but the optimizer's learning_rate is {lr!r}; build the "
-          "optimizer with the learning rate the Keras optimizer had (from_keras_config(config, "
-          "floatx=keras.config.floatx()) does)."
-        )
+      _check_learning_rate(where, value, tx)
     else:
       assert i is not None  # a per-leaf slot
       like = olds[slot][i]

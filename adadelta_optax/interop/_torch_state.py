@@ -112,6 +112,58 @@ def _axes_of(axes: Mapping[int, Sequence[int]] | None, index: int, ndim: int) ->
   return perm
 
 
+def _check_group_keys(where: str, group: Any) -> None:
+  """A param group: a dict of torch.optim.Adadelta's keys (a scheduler's 'initial_lr' warns)."""
+  if not isinstance(group, Mapping):
+    raise TypeError(f"{where} must be a dict, got {group!r}.")
+  unknown = sorted(set(group) - set(GROUP_KEYS) - set(OPTIONAL_GROUP_KEYS) - {"initial_lr"})
+  if unknown:
+    raise TypeError(f"{where} has unknown key(s) {unknown}; torch.optim.Adadelta has {GROUP_KEYS}.")
+  if "initial_lr" in group:
+    warnings.warn(
+      f"{where} has 'initial_lr' (a torch LR scheduler's): the scheduler's state is not part "
+      "of the optimizer's; its current 'lr' is carried over as a constant.",
+      UserWarning,
+      stacklevel=4,
+    )
+
+
+def _add_shared(where: str, group: Mapping[str, Any], shared: dict[str, Any]) -> None:
+  """The group's shared hyperparameters into ``shared``, which they must agree with."""
+  for key in _SHARED:
+    if key not in group and key not in OPTIONAL_GROUP_KEYS:
+      raise TypeError(f"{where} misses key {key!r}.")
+    value: bool | float
+    if key == "maximize":
+      value = _flag(f"{where}['maximize']", group.get(key, OPTIONAL_GROUP_KEYS[key]))
+    else:
+      value = _scalar(f"{where}[{key!r}]", group[key])
+    if key in shared and shared[key] != value:
+      raise ValueError(
+        f"{where}[{key!r}] = {value!r} differs from param_groups[0]'s {shared[key]!r}: one "
+        "Adadelta has one value (only weight_decay may differ, as a mask)."
+      )
+    shared[key] = value
+
+
+def _group_params(where: str, group: Mapping[str, Any]) -> list[Any]:
+  """The group's 'params' (and, if given, one 'param_names' entry per param)."""
+  params = group.get("params")
+  if not isinstance(params, (list, tuple)):
+    raise TypeError(f"{where}['params'] must be a list of parameter ids, got {params!r}.")
+  names = group.get("param_names")
+  if names is not None and (
+    not isinstance(names, (list, tuple))
+    or len(names) != len(params)
+    or not all(isinstance(name, str) for name in names)
+  ):
+    raise TypeError(
+      f"{where}['param_names'] must be a list of {len(params)} names (one per entry of "
+      f"'params'), got {names!r}."
+    )
+  return list(params)
+
+
 def _group_settings(param_groups: Any) -> tuple[dict[str, Any], list[float], list[int]]:
   """Shared hyperparameters, the weight decay of each torch param, and the torch param ids."""
   if not isinstance(param_groups, (list, tuple)) or not param_groups:
@@ -121,47 +173,9 @@ def _group_settings(param_groups: Any) -> tuple[dict[str, Any], list[float], lis
   ids: list[int] = []
   for g, group in enumerate(param_groups):
     where = f"param_groups[{g}]"
-    if not isinstance(group, Mapping):
-      raise TypeError(f"{where} must be a dict, got {group!r}.")
-    unknown = sorted(set(group) - set(GROUP_KEYS) - set(OPTIONAL_GROUP_KEYS) - {"initial_lr"})
-    if unknown:
-      raise TypeError(
-        f"{where} has unknown key(s) {unknown}; torch.optim.Adadelta has {GROUP_KEYS}."
-      )
-    if "initial_lr" in group:
-      warnings.warn(
-        f"{where} has 'initial_lr' (a torch LR scheduler's): the scheduler's state is not part "
-        "of the optimizer's; its current 'lr' is carried over as a constant.",
-        UserWarning,
-        stacklevel=3,
-      )
-    for key in _SHARED:
-      if key not in group and key not in OPTIONAL_GROUP_KEYS:
-        raise TypeError(f"{where} misses key {key!r}.")
-      value: bool | float
-      if key == "maximize":
-        value = _flag(f"{where}['maximize']", group.get(key, OPTIONAL_GROUP_KEYS[key]))
-      else:
-        value = _scalar(f"{where}[{key!r}]", group[key])
-      if key in shared and shared[key] != value:
-        raise ValueError(
-          f"{where}[{key!r}] = {value!r} differs from param_groups[0]'s {shared[key]!r}: one "
-          "Adadelta has one value (only weight_decay may differ, as a mask)."
-        )
-      shared[key] = value
-    params = group.get("params")
-    if not isinstance(params, (list, tuple)):
-      raise TypeError(f"{where}['params'] must be a list of parameter ids, got {params!r}.")
-    names = group.get("param_names")
-    if names is not None and (
-      not isinstance(names, (list, tuple))
-      or len(names) != len(params)
-      or not all(isinstance(name, str) for name in names)
-    ):
-      raise TypeError(
-        f"{where}['param_names'] must be a list of {len(params)} names (one per entry of "
-        f"'params'), got {names!r}."
-      )
+    _check_group_keys(where, group)
+    _add_shared(where, group, shared)
+    params = _group_params(where, group)
     ids.extend(_index(f"{where}['params'][{k}]", p) for k, p in enumerate(params))
     decays.extend(
       [_scalar(f"{where}['weight_decay']", group.get("weight_decay", 0.0))] * len(params)
