@@ -49,6 +49,19 @@ class TreeSpec:
   structure), so it costs no buffer and no work in a jitted step, and passes through ``jit``,
   ``vmap``, ``jax.export`` and checkpoints (whose manifest records the structure) unchanged.
   Compare two with ``==``; ``repr`` shows the leaf count and a SHA-256 digest of the content.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import adadelta_optax
+    >>> tx = adadelta_optax.adadelta(state_layout="flat")
+    >>> state = tx.init({"kernel": jnp.ones((3, 4)), "bias": jnp.zeros(4)})
+    >>> state.spec.paths, state.spec.shapes, state.spec.dtypes
+    (("['bias']", "['kernel']"), ((4,), (3, 4)), ('float32', 'float32'))
+    >>> try:  # the same 16 elements, the kernel transposed
+    ...   tx.update({"kernel": jnp.ones((4, 3)), "bias": jnp.zeros(4)}, state)
+    ... except ValueError as error:
+    ...   print(str(error)[:64])
+    the gradient tree does not fit the flat optimizer state: leaf 1
   """
 
   __slots__ = ("_digest", "_hash", "dtypes", "paths", "shapes")
