@@ -83,3 +83,59 @@ def test_count_saturates_instead_of_overflowing():
   state = adadelta_optax.ScaleByDecayedLearningRateState(jnp.asarray(2**31 - 1, jnp.int32))
   _, state = tx.update(jnp.float32(1.0), state)
   assert int(state.count) == 2**31 - 1
+
+
+# --- The step as an optax chain of the package's transforms ----------------------------------
+
+
+def _recipe(*, decoupled, **k):
+  """docs/howto/behaviour.md, "The step as an optax chain", with these arguments."""
+  decay = adadelta_optax.add_decayed_weights(k["weight_decay"], k["weight_decay_mask"])
+  none = adadelta_optax.add_decayed_weights(0.0)
+  return optax.chain(
+    adadelta_optax.clip_gradients(k.get("clipvalue"), k.get("clipnorm"), k.get("global_clipnorm")),
+    none if decoupled else decay,  # coupled L2: before the rule (torch, optax)
+    adadelta_optax.scale_by_adadelta(k["rho"], k["epsilon"]),
+    decay if decoupled else none,  # decoupled (Keras 3): after it
+    adadelta_optax.scale_by_decayed_learning_rate(k["learning_rate"], k["decay"]),
+  )
+
+
+@pytest.mark.parametrize(
+  "options",
+  [
+    dict(clipvalue=0.3, clipnorm=0.8, decoupled_weight_decay=False),
+    dict(clipvalue=0.3, global_clipnorm=0.8, decoupled_weight_decay=True),
+  ],
+  ids=["clips_coupled", "global_decoupled"],
+)
+def test_the_optax_chain_recipe_is_the_xla_path(options):
+  """adadelta(implementation="xla") is this chain of public transforms, bit for bit (float32
+  and float64 leaves, a weight-decay mask, the legacy decay and a schedule), so a user who wants
+  the pieces can compose them and get the same numbers."""
+  rng = np.random.default_rng(3)
+  params = {
+    "w": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+    "b": jnp.asarray(rng.normal(size=(3,)), jnp.float64),
+  }
+  k = dict(
+    learning_rate=optax.exponential_decay(0.5, 3, 0.7),
+    rho=0.9,
+    epsilon=1e-6,
+    decay=0.01,
+    weight_decay=1e-3,
+    weight_decay_mask={"w": True, "b": False},
+    **{key: value for key, value in options.items() if key != "decoupled_weight_decay"},
+  )
+  decoupled = options["decoupled_weight_decay"]
+  tx = adadelta_optax.adadelta(**k, decoupled_weight_decay=decoupled, implementation="xla")
+  recipe = _recipe(decoupled=decoupled, **k)
+  state, recipe_state = tx.init(params), recipe.init(params)
+  for _ in range(6):
+    grads = {key: jnp.asarray(rng.normal(size=v.shape), v.dtype) for key, v in params.items()}
+    updates, state = jax.jit(tx.update)(grads, state, params)
+    expected, recipe_state = jax.jit(recipe.update)(grads, recipe_state, params)
+    for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(expected), strict=True):
+      assert a.dtype == b.dtype and np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    params = optax.apply_updates(params, updates)
+  assert bool(jnp.any(updates["w"] != 0))
