@@ -90,10 +90,6 @@ def _range_report() -> tuple[str, str]:
   return declared, "yes" if not outside else f"no: {', '.join(outside)}"
 
 
-def _api(version: tuple[int, int] | None) -> str:
-  return "unknown" if version is None else f"{version[0]}.{version[1]}"
-
-
 def _devices() -> tuple[str, str]:
   try:
     return jax.default_backend(), ", ".join(str(device) for device in jax.devices())
@@ -151,8 +147,8 @@ def info(*, print_report: bool = True) -> dict[str, str]:
     "kernel": "available" if available else "unavailable",
     "kernel_reason": _kernel.kernel_unavailable_reason() or "-",
     "kernel_file": "-" if path is None else str(path),
-    "ffi_api_built": _api(built),
-    "ffi_api_running": _api(running),
+    "ffi_api_built": _kernel.format_api(built),
+    "ffi_api_running": _kernel.format_api(running),
   }
   if print_report:
     width = max(len(key) for key in report)

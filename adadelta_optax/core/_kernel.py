@@ -85,7 +85,8 @@ def kernel_file() -> Path | None:
   return next(iter(sorted(directory.glob("_adadelta_cpu*.so"))), None)
 
 
-def _format_api(version: tuple[int, int] | None) -> str:
+def format_api(version: tuple[int, int] | None) -> str:
+  """An FFI API version as ``"0.1"`` (``"unknown"`` for None)."""
   return "unknown" if version is None else f"{version[0]}.{version[1]}"
 
 
@@ -152,14 +153,14 @@ def ffi_api_mismatch(
     return (
       f"the XLA FFI API version of the installed jaxlib {jaxlib_version} cannot be read (no "
       f"{_FFI_API_HEADER.as_posix()} under jax.ffi.include_dir()), so the kernel (built for FFI "
-      f"API {_format_api(built)}) is not registered"
+      f"API {format_api(built)}) is not registered"
     )
   if built[0] == running[0] and FFI_API_MIN <= built <= running:
     return None
   return (
-    f"the kernel was compiled against XLA FFI API {_format_api(built)} but the installed jaxlib "
-    f"{jaxlib_version} speaks FFI API {_format_api(running)} and accepts handlers of API "
-    f"{_format_api(FFI_API_MIN)} to {_format_api(running)} only; rebuild the kernel against this "
+    f"the kernel was compiled against XLA FFI API {format_api(built)} but the installed jaxlib "
+    f"{jaxlib_version} speaks FFI API {format_api(running)} and accepts handlers of API "
+    f"{format_api(FFI_API_MIN)} to {format_api(running)} only; rebuild the kernel against this "
     f"jaxlib: {rebuild_command()}"
   )
 
