@@ -40,6 +40,7 @@ test: $(VENV)/.test
 # offline (no intersphinx inventories), -n: broken cross-references are errors, -W: so is any
 # warning. The notebooks are rendered from their executed .ipynb, not re-run. About 15 s.
 docs: $(VENV)/.docs
+	rm -rf docs/api/generated  # autosummary's pages: a removed name must not keep its page
 	$(PY) -m sphinx -E -W --keep-going -n -q -b html docs docs/_build/html
 	@echo "docs: file://$(abspath docs/_build/html/index.html)"
 
