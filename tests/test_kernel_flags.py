@@ -162,10 +162,7 @@ def numpy_call(inputs, rows, flags, apply, order_of=None):
 def kernel_call(inputs, rows, flags, apply):
   grads, params, accum_grads, accum_vars = (list(map(jnp.asarray, v)) for v in inputs)
   result = _kernel.kernel_call(
-    grads,
-    params,
-    accum_grads,
-    accum_vars,
+    _kernel.GroupArrays(grads, params, accum_grads, accum_vars),
     jnp.asarray(rows),
     flags=np.asarray(flags, np.int32),
     apply=apply,

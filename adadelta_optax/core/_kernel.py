@@ -19,7 +19,7 @@ import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +52,24 @@ HYPER_FIELDS = (
   "wd_decoupled",
 )
 LAYOUT = (*LEAF_FLAGS, *range(len(HYPER_FIELDS)), len(HYPER_FIELDS))
+
+
+class GroupArrays(NamedTuple):
+  """The arrays of one group of leaves, as every step function of a group takes them (a pytree).
+
+  Attributes:
+    grads: the leaves' gradients.
+    params: their params, or ``None`` where the step does not read them.
+    accum_grads: their :math:`E[g^2]`: one array per leaf, or (flat layout) the dtype's buffer.
+    accum_vars: their :math:`E[\\Delta x^2]`, laid out as ``accum_grads``.
+  """
+
+  grads: list[jax.Array]
+  params: list[jax.Array] | None
+  accum_grads: Any
+  accum_vars: Any
+
+
 _SYMBOLS = {
   "adadelta_optax_tree_f32": "AdadeltaTreeF32",
   "adadelta_optax_tree_f64": "AdadeltaTreeF64",
@@ -264,10 +282,7 @@ def _caller_stacklevel() -> int:
 
 
 def kernel_call(
-  grads: list[jax.Array],
-  params: list[jax.Array] | None,
-  accum_grads: Any,
-  accum_vars: Any,
+  arrays: GroupArrays,
   hyper_rows: jax.Array,
   *,
   flags: np.ndarray,
@@ -286,10 +301,12 @@ def kernel_call(
   that computes the gradient and calls ``update`` then ``optax.apply_updates`` (``nnx.Optimizer``,
   linen's ``TrainState``) the update needs no buffer of its own.
 
-  With ``offset`` (the flat layout, :class:`~adadelta_optax.FlatAdadeltaState`),
-  ``accum_grads`` and ``accum_vars`` are each the dtype's one accumulator buffer, whose elements
-  from ``offset`` on belong to these leaves in order; they come back as one buffer each.
+  With ``offset`` (the flat layout, :class:`~adadelta_optax.FlatAdadeltaState`), the
+  ``accum_grads`` and ``accum_vars`` of ``arrays`` are each the dtype's one accumulator buffer,
+  whose elements from ``offset`` on belong to these leaves in order; they come back as one
+  buffer each.
   """
+  grads, params, accum_grads, accum_vars = arrays
   n = len(grads)
   flat = offset is not None
   dtype = accum_grads.dtype if flat else accum_grads[0].dtype
@@ -338,32 +355,24 @@ def _batched_kernel_call(flags: np.ndarray, apply: bool, offset: int | None) -> 
   """
 
   @jax.custom_batching.custom_vmap
-  def call(
-    grads: Any, params: Any, accum_grads: Any, accum_vars: Any, hyper_rows: jax.Array
-  ) -> tuple[list[jax.Array], Any, Any]:
-    return kernel_call(
-      grads, params, accum_grads, accum_vars, hyper_rows, flags=flags, apply=apply, offset=offset
-    )
+  def call(arrays: GroupArrays, hyper_rows: jax.Array) -> tuple[list[jax.Array], Any, Any]:
+    return kernel_call(arrays, hyper_rows, flags=flags, apply=apply, offset=offset)
 
   @call.def_vmap
   def rule(axis_size: int, in_batched: Any, *args: Any) -> tuple[Any, Any]:
     def lift(x: jax.Array, batched: bool) -> jax.Array:
       return x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
 
-    lifted = jax.tree.map(lift, list(args), list(in_batched))
-    grads, params, accum_grads, accum_vars, hyper_rows = lifted
+    arrays, hyper_rows = jax.tree.map(lift, list(args), list(in_batched))
     hyper_rows = hyper_rows.reshape(-1, hyper_rows.shape[-1])
-    out = call(grads, params, accum_grads, accum_vars, hyper_rows)
+    out = call(GroupArrays(*arrays), hyper_rows)
     return out, jax.tree.map(lambda _: True, out)
 
   return call
 
 
 def group_kernel(
-  grads: list[jax.Array],
-  params: list[jax.Array] | None,
-  accum_grads: Any,
-  accum_vars: Any,
+  arrays: GroupArrays,
   hyper: jax.Array,
   flags: np.ndarray,
   apply: bool,
@@ -380,15 +389,15 @@ def group_kernel(
   call = _batched_kernel_call(flags, apply, offset)
 
   @jax.custom_jvp
-  def step(grads: Any, params: Any, accum_grads: Any, accum_vars: Any, hyper: jax.Array) -> Any:
-    return call(grads, params, accum_grads, accum_vars, hyper[None])
+  def step(arrays: GroupArrays, hyper: jax.Array) -> Any:
+    return call(arrays, hyper[None])
 
   @step.defjvp
   def step_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
     _, tangents_out = jax.jvp(jax_fn, primals, tangents)
     return step(*primals), tangents_out
 
-  out, new_accum_grads, new_accum_vars = step(grads, params, accum_grads, accum_vars, hyper)
+  out, new_accum_grads, new_accum_vars = step(arrays, hyper)
   if offset is not None:
     return list(out), new_accum_grads, new_accum_vars
   return list(out), list(new_accum_grads), list(new_accum_vars)

@@ -43,6 +43,7 @@ from adadelta_optax.core._kernel import (
   NORM_CLIP,
   NORM_FIRST,
   SCALE,
+  GroupArrays,
 )
 from adadelta_optax.core._learning_rate import decayed_learning_rate
 from adadelta_optax.core._weight_decay import is_disabled, resolve_mask
@@ -120,13 +121,7 @@ def leaf_step_jax(
 
 
 def group_jax(
-  grads: list[jax.Array],
-  params: list[jax.Array] | None,
-  accum_grads: list[jax.Array],
-  accum_vars: list[jax.Array],
-  hyper: jax.Array,
-  flags: np.ndarray,
-  apply: bool,
+  arrays: GroupArrays, hyper: jax.Array, flags: np.ndarray, apply: bool
 ) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
   """A group of leaves sharing an accumulator dtype, in plain JAX: ``(outs, accum_grads,
   accum_vars)``, each leaf by :func:`leaf_step_jax` after its norm scale (per-leaf ``clipnorm``).
@@ -135,6 +130,7 @@ def group_jax(
   shape and dtype are traced once: a tree of 2,000 equal leaves traces one step, not 2,000 (XLA
   inlines the calls, so the compiled step is the same).
   """
+  grads, params, accum_grads, accum_vars = arrays
   results = []
   for i, (g, a, d) in enumerate(zip(grads, accum_grads, accum_vars, strict=True)):
     x = None if params is None else params[i]
@@ -143,18 +139,12 @@ def group_jax(
 
 
 def group_jax_flat(
-  grads: list[jax.Array],
-  params: list[jax.Array] | None,
-  accum_grad: jax.Array,
-  accum_var: jax.Array,
-  hyper: jax.Array,
-  flags: np.ndarray,
-  apply: bool,
-  offset: int,
+  arrays: GroupArrays, hyper: jax.Array, flags: np.ndarray, apply: bool, offset: int
 ) -> tuple[list[jax.Array], jax.Array, jax.Array]:
   """:func:`group_jax` on the flat layout: the leaves' accumulators are the elements of the
-  dtype's buffers ``accum_grad``, ``accum_var`` from ``offset`` on, in order; they are cut out,
-  stepped leaf by leaf and written back in one piece."""
+  dtype's buffers (``arrays.accum_grads``, ``arrays.accum_vars``) from ``offset`` on, in order;
+  they are cut out, stepped leaf by leaf and written back in one piece."""
+  grads, params, accum_grad, accum_var = arrays
   sizes = [int(np.prod(jnp.shape(g), dtype=np.int64)) for g in grads]
   starts = np.cumsum([offset, *sizes[:-1]]).tolist()
   end = offset + sum(sizes)
@@ -166,7 +156,7 @@ def group_jax_flat(
     ]
 
   outs, new_a, new_d = group_jax(
-    grads, params, cut(accum_grad), cut(accum_var), hyper, flags, apply
+    GroupArrays(grads, params, cut(accum_grad), cut(accum_var)), hyper, flags, apply
   )
 
   def put(buffer: jax.Array, leaves: list[jax.Array]) -> jax.Array:
@@ -225,13 +215,7 @@ class Group(NamedTuple):
 
 
 def group_step(
-  group: Group,
-  grads: list[jax.Array],
-  params: list[jax.Array] | None,
-  accum_grads: Any,
-  accum_vars: Any,
-  apply: bool,
-  use_kernel: bool,
+  group: Group, arrays: GroupArrays, apply: bool, use_kernel: bool
 ) -> tuple[list[jax.Array], Any, Any]:
   """The leaves of one :class:`Group`: ``(outs, accum_grads, accum_vars)``.
 
@@ -245,8 +229,8 @@ def group_step(
   takes = (
     use_kernel
     and dtype in _kernel.KERNEL_DTYPES
-    and all(jnp.result_type(g) == dtype for g in grads)
-    and all(jnp.result_type(x) == dtype for x in params or [])
+    and all(jnp.result_type(g) == dtype for g in arrays.grads)
+    and all(jnp.result_type(x) == dtype for x in arrays.params or [])
   )
   jax_fn = (
     functools.partial(group_jax, flags=flags, apply=apply)
@@ -254,12 +238,12 @@ def group_step(
     else functools.partial(group_jax_flat, flags=flags, apply=apply, offset=offset)
   )
   if not takes:
-    return jax_fn(grads, params, accum_grads, accum_vars, group.hyper)
+    return jax_fn(arrays, group.hyper)
   kernel_fn = functools.partial(
     _kernel.group_kernel, flags=flags, apply=apply, jax_fn=jax_fn, offset=offset
   )
   outs, new_accum_grads, new_accum_vars = jax.lax.platform_dependent(
-    grads, params, accum_grads, accum_vars, group.hyper, cpu=kernel_fn, default=jax_fn
+    arrays, group.hyper, cpu=kernel_fn, default=jax_fn
   )
   return outs, new_accum_grads, new_accum_vars
 
@@ -389,14 +373,11 @@ def tree_step(
     p_group = [p_leaves[i] for i in ids] if group.needs_params and p_leaves is not None else None
     if flat:  # the dtype's two buffers, in and out whole
       name = group.dtype.name
-      out, a_leaves[name], d_leaves[name] = group_step(
-        group, g_group, p_group, a_leaves[name], d_leaves[name], apply, use_kernel
-      )
+      arrays = GroupArrays(g_group, p_group, a_leaves[name], d_leaves[name])
+      out, a_leaves[name], d_leaves[name] = group_step(group, arrays, apply, use_kernel)
     else:  # the group's own accumulators
-      a_group, d_group = [a_leaves[i] for i in ids], [d_leaves[i] for i in ids]
-      out, a_group, d_group = group_step(
-        group, g_group, p_group, a_group, d_group, apply, use_kernel
-      )
+      arrays = GroupArrays(g_group, p_group, [a_leaves[i] for i in ids], [d_leaves[i] for i in ids])
+      out, a_group, d_group = group_step(group, arrays, apply, use_kernel)
       _scatter(a_leaves, ids, a_group)
       _scatter(d_leaves, ids, d_group)
     _scatter(outs, ids, out)
