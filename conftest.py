@@ -46,6 +46,8 @@ SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
   "tests/test_hostile.py": (("frameworks",), ("hypothesis",)),
   "tests/test_install.py": (("install",), ("build",)),
   "tests/test_install_env.py": (("install",), ()),
+  # Compiles the kernel from the checkout's source, which a run on an installed wheel has not.
+  "tests/test_kernel_flags.py::test_a_kernel_built_with_other_slots_is_refused": (("install",), ()),
   "tests/test_layout.py::test_no_function_is_above_complexity_20": (("frameworks",), ("radon",)),
   "tests/test_integration.py": (("frameworks",), ("flax", "sklearn")),
   "tests/test_interop_keras.py": (("frameworks",), ("keras",)),
