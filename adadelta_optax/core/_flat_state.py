@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import jax
@@ -100,13 +101,7 @@ class TreeSpec:
 
   def layout(self) -> Layout:
     """Each leaf's place in the flat buffers: ``(dtype name, offset, size)``."""
-    places: Layout = []
-    ends: dict[str, int] = {}
-    for shape, name in zip(self.shapes, self.dtypes, strict=True):
-      size = int(np.prod(shape, dtype=np.int64))
-      places.append((name, ends.get(name, 0), size))
-      ends[name] = ends.get(name, 0) + size
-    return places
+    return _places(zip(self.dtypes, self.shapes, strict=True))
 
   def first_difference(self, other: TreeSpec) -> str | None:
     """Where ``other`` first differs from this spec, in words; ``None`` if it does not."""
@@ -206,11 +201,19 @@ def layout(tree: Any, state_dtype: Any) -> Layout:
   A leaf's accumulators have its dtype, or ``state_dtype`` where given (kept complex for a
   complex leaf), as in the tree state (:func:`adadelta_optax.core._rule.accumulator_dtype`).
   """
+  return _places(
+    (accumulator_dtype(jnp.result_type(leaf), state_dtype).name, np.shape(leaf))
+    for leaf in jax.tree.leaves(tree)
+  )
+
+
+def _places(leaves: Iterable[tuple[str, tuple[int, ...]]]) -> Layout:
+  """``(dtype name, offset, size)`` for each ``(accumulator dtype name, shape)``, in order: each
+  dtype's leaves follow one another in its buffer."""
   places: Layout = []
   ends: dict[str, int] = {}
-  for leaf in jax.tree.leaves(tree):
-    name = accumulator_dtype(jnp.result_type(leaf), state_dtype).name
-    size = int(np.prod(np.shape(leaf), dtype=np.int64))
+  for name, shape in leaves:
+    size = int(np.prod(shape, dtype=np.int64))
     places.append((name, ends.get(name, 0), size))
     ends[name] = ends.get(name, 0) + size
   return places
